@@ -1,0 +1,46 @@
+"""Config of the segmentation pipeline and of the model it runs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from config._base import Section
+
+
+class PipelineConfig(Section):
+    """How frames become probability maps and defects."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where inference runs; 'auto' takes CUDA when present [-]"
+    )
+    mode: Literal["tiled", "whole"] = Field(
+        "tiled", description="Tiles with overlap, or the whole frame in one pass [-]"
+    )
+    tile_size: int = Field(384, ge=32, le=4096, description="Tile edge length [px]")
+    overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Tile overlap share [0..1)")
+    batch_size: int = Field(8, ge=1, le=256, description="Tiles per forward pass [count]")
+    half: bool = Field(True, description="Half precision on CUDA (ignored on the CPU) [-]")
+    channels_last: bool = Field(True, description="Channels-last memory on CUDA [-]")
+    compile: bool = Field(False, description="torch.compile the model at start-up [-]")
+    min_area_px: int = Field(
+        4, ge=1, le=1_000_000, description="Smaller connected components are ignored [px]"
+    )
+    defect_map_downscale: int = Field(
+        4, ge=1, le=64, description="Published defect maps are this many times smaller [x]"
+    )
+
+
+class ModelConfig(Section):
+    """Which checkpoint the station runs."""
+
+    checkpoint: str = Field(
+        "default",
+        description="Checkpoint file, relative to the config file; 'default' is the shipped "
+        "model [path]",
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-class probability thresholds overriding the checkpoint's [0..1]",
+    )

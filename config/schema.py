@@ -1,0 +1,107 @@
+"""The whole station's configuration: one pydantic model composed of one section per room."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from config._base import Section
+from config.calibration import CalibrationConfig
+from config.cameras import CameraConfig, ReplayConfig
+from config.lights import LightsConfig
+from config.messaging import MessagingConfig
+from config.pipeline import ModelConfig, PipelineConfig
+from config.rules import RulesConfig
+from config.storage import StorageConfig
+
+#: Bumped when a key is renamed or removed; written into every stored inspection.
+SCHEMA_VERSION = 1
+
+
+class CycleConfig(Section):
+    """The inspection cycle."""
+
+    queue_depth: int = Field(
+        2, ge=1, le=64,
+        description="Triggers waiting for the cycle; a trigger finding it full is answered BUSY "
+        "[count]",
+    )
+    cycle_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="A cycle taking longer is aborted as ERROR [s]"
+    )
+    shutdown_timeout_s: float = Field(
+        8.0, gt=0, le=60, description="Time the cycle in flight gets to finish at shutdown [s]"
+    )
+
+
+class LoggingConfig(Section):
+    """Structured logs."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level written [-]"
+    )
+    format: Literal["auto", "console", "json"] = Field(
+        "auto",
+        description="'auto': JSON under systemd (JOURNAL_STREAM set) or without a terminal, "
+        "readable on a terminal [-]",
+    )
+
+
+class StationConfig(Section):
+    """Everything the station needs to run."""
+
+    version: Literal[1] = Field(1, description="Config schema version [-]")
+    name: str = Field("station", min_length=1, max_length=64, description="Station name [-]")
+    cameras: list[CameraConfig] = Field(
+        default_factory=lambda: [
+            CameraConfig(name="cam0", replay=ReplayConfig()),
+            CameraConfig(name="cam1", replay=ReplayConfig()),
+        ],
+        min_length=1, max_length=8,
+        description="The cameras; every inspection grabs one frame from each [-]",
+    )
+    lights: LightsConfig = Field(default_factory=LightsConfig, description="Luminaires [-]")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Pipeline [-]")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Model [-]")
+    rules: RulesConfig = Field(default_factory=RulesConfig, description="Verdict rules [-]")
+    messaging: MessagingConfig = Field(
+        default_factory=MessagingConfig, description="ZeroMQ sockets [-]"
+    )
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Store [-]")
+    calibration: CalibrationConfig = Field(
+        default_factory=CalibrationConfig, description="Calibration [-]"
+    )
+    cycle: CycleConfig = Field(default_factory=CycleConfig, description="Inspection cycle [-]")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs [-]")
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @model_validator(mode="after")
+    def _unique_camera_names(self) -> StationConfig:
+        names = [c.name for c in self.cameras]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(
+                f"camera names must be unique; {', '.join(dupes)} appears more than once"
+            )
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative paths in this config are resolved against."""
+        return self._base_dir
+
+    def resolve(self, path: str | Path) -> Path:
+        """Resolve ``path`` against the config file's directory (``~`` expanded)."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self._base_dir / p)
+
+    def camera(self, name: str) -> CameraConfig:
+        """The camera called ``name``; ``KeyError`` lists the names there are."""
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam
+        valid = ", ".join(c.name for c in self.cameras)
+        raise KeyError(f"no camera named {name!r}; the config has: {valid}")

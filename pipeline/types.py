@@ -1,0 +1,80 @@
+"""What goes into the pipeline and what comes out: plain data, no torch, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Verdict(StrEnum):
+    """The outcome of one inspection. Only a complete, successful inspection is a PASS."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """One camera's raw pixels as the pipeline receives them.
+
+    ``pixels``: ``(H, W)`` for mono/Bayer, ``(H, W, C)`` for colour; uint8 or uint16.
+    ``pixel_format``: a GenICam PFNC name (``Mono8``, ``BayerRG8``, ``RGB8``, ...).
+    """
+
+    camera: str
+    pixels: npt.NDArray[np.uint8] | npt.NDArray[np.uint16]
+    pixel_format: str
+    bits: int = 8
+
+
+@dataclass(frozen=True)
+class CameraCalibration:
+    """Correction maps and scale for one camera (from ``station capture --calibrate``)."""
+
+    dark: npt.NDArray[np.float32] | None = None
+    flat: npt.NDArray[np.float32] | None = None
+    mm_per_px: float | None = None
+    calibration_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Defect:
+    """One connected region of one defect class on one camera's frame (full-frame pixels)."""
+
+    camera: str
+    class_name: str
+    class_index: int
+    area_px: int
+    area_mm2: float | None
+    box: tuple[int, int, int, int]  # x, y, width, height
+    centroid: tuple[float, float]  # x, y
+    mean_score: float
+    max_score: float
+    outline: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class CameraResult:
+    """The pipeline's result for one camera."""
+
+    camera: str
+    width: int
+    height: int
+    defects: list[Defect]
+    #: class index per pixel (0 = background), downscaled by ``pipeline.defect_map_downscale``
+    defect_map: npt.NDArray[np.uint8]
+
+
+@dataclass
+class PipelineResult:
+    """The pipeline's result for one inspection (all cameras)."""
+
+    verdict: Verdict
+    reasons: list[str]
+    cameras: list[CameraResult]
+    #: milliseconds per stage, e.g. {"preprocess": 3.1, "infer": 40.2, ...}
+    timings_ms: dict[str, float] = field(default_factory=dict)

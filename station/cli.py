@@ -1,0 +1,60 @@
+"""The ``station`` command line: one console script, one subcommand per module.
+
+Each module in ``station/commands/`` defines ``register(subparsers)`` that adds its
+subcommand(s) and sets ``func`` (taking the parsed ``argparse.Namespace``, returning the exit
+code). Modules are discovered, so a new subcommand is a new file and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+import station.commands
+from config.errors import ConfigError, StationError
+from station import __version__
+
+#: Exit codes shared by every subcommand.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every discovered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="station",
+        description="Machine-vision inspection station: lights, cameras, segmentation, verdicts.",
+    )
+    parser.add_argument("--version", action="version", version=f"station {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(station.commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"station.commands.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``station`` script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"station {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StationError as exc:
+        print(f"station {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

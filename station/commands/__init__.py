@@ -1,0 +1,1 @@
+"""Subcommands of ``station``: one module each, discovered by ``station.cli``."""
