@@ -33,7 +33,14 @@ class InputImage:
 
 @dataclass(frozen=True)
 class CameraCalibration:
-    """Correction maps and scale for one camera (from ``station capture --calibrate``)."""
+    """Correction maps and scale for one camera (from ``station capture --calibrate``).
+
+    ``dark``: mean of N lights-off frames, float32, full frame size, same units as the raw
+    pixels. ``flat``: mean of N frames of a uniform target with lights on, minus ``dark``,
+    divided by its mean over the region of interest (so its mean is 1.0). The pipeline applies
+    ``(raw - dark) / max(flat, eps)``. For Bayer formats the maps are in the raw mosaic
+    (applied before demosaicing). ``mm_per_px``: scale on the part, from the chessboard step.
+    """
 
     dark: npt.NDArray[np.float32] | None = None
     flat: npt.NDArray[np.float32] | None = None
