@@ -1,0 +1,232 @@
+"""Schema of a training run (``station train --config TRAIN.yaml``).
+
+Every field has a default, a unit in brackets at the end of its description and, where it
+applies, a range. Unknown keys are refused. See ``config/train.example.yaml`` and
+``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from config.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSection(_Strict):
+    """Where the images are and how they are split."""
+
+    path: str = Field(default="", description="Dataset root directory [path]")
+    format: Literal["folder", "folder-classes", "labelme", "coco"] = Field(
+        default="folder-classes", description="On-disk format of the dataset [-]"
+    )
+    group_pattern: str | None = Field(
+        default=None,
+        description="Regex on the file stem giving the part/sample key; None = each "
+        "image its own group [-]",
+    )
+    val_ratio: float = Field(
+        default=0.2, ge=0.0, lt=1.0, description="Share of groups for validation, 0..<1 [-]"
+    )
+    test_ratio: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Share of groups for a test split, 0..<1 [-]"
+    )
+    split_seed: int = Field(default=0, ge=0, description="Seed of the grouped split [-]")
+    split_dir: str | None = Field(
+        default=None,
+        description="Directory with train.txt / val.txt (/ test.txt); overrides the ratios [path]",
+    )
+    binary: bool = Field(
+        default=False, description="Merge every defect class into one class 'defect' [-]"
+    )
+
+
+class ModelSection(_Strict):
+    """The network to train (names from models.build)."""
+
+    architecture: str = Field(
+        default="unet", description="Registry name: unet, unetplusplus, fpn, plain-unet [-]"
+    )
+    encoder: str | None = Field(
+        default="tu-efficientnet_lite0", description="Encoder name; null for plain-unet [-]"
+    )
+    pretrained: bool = Field(
+        default=True,
+        description="Load offline ImageNet encoder weights when "
+        "they exist (only tu-efficientnet_lite0 here) [-]",
+    )
+    head: Literal["sigmoid", "softmax"] = Field(
+        default="sigmoid", description="Output head; softmax needs loss ce_dice [-]"
+    )
+    in_channels: Literal[1, 3] = Field(
+        default=3, description="Network input channels (grey is replicated to 3) [-]"
+    )
+    base_channels: int = Field(
+        default=16,
+        ge=4,
+        le=128,
+        description="plain-unet width at full resolution, 4..128 [channels]",
+    )
+    depth: int = Field(default=4, ge=1, le=5, description="plain-unet poolings, 1..5 [-]")
+
+
+class PatchSection(_Strict):
+    """How training patches are drawn from full-resolution images."""
+
+    mode: Literal["random", "grid"] = Field(
+        default="random", description="random crops (fast) or the paper's grid of windows [-]"
+    )
+    size: int = Field(
+        default=256,
+        ge=32,
+        le=2048,
+        multiple_of=32,
+        description="Patch edge, 32..2048, multiple of 32 [px]",
+    )
+    overlap: float = Field(
+        default=0.25, ge=0.0, lt=1.0, description="Grid window overlap, 0..<1 [-]"
+    )
+    free_share: float = Field(
+        default=0.25,
+        ge=0.0,
+        lt=1.0,
+        description="Grid mode: share of defect-free windows in an epoch, 0..<1 [-]",
+    )
+    defect_prob: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="Random mode: probability a crop is centred near a defect pixel, 0..1 [-]",
+    )
+    per_epoch: int = Field(
+        default=512, ge=1, le=1_000_000, description="Random mode: crops per epoch [patches]"
+    )
+
+
+class AugmentSection(_Strict):
+    """Augmentation (torchvision v2); probabilities 0..1."""
+
+    enabled: bool = Field(default=True, description="Apply augmentation to training patches [-]")
+    flip_p: float = Field(default=0.5, ge=0, le=1, description="Probability of each flip [-]")
+    rot90_p: float = Field(
+        default=0.5, ge=0, le=1, description="Probability of a right-angle rotation [-]"
+    )
+    affine_p: float = Field(
+        default=0.3, ge=0, le=1, description="Probability of a small affine [-]"
+    )
+    affine_degrees: float = Field(
+        default=10.0, ge=0, le=45, description="Affine rotation range, 0..45 [deg]"
+    )
+    brightness: float = Field(default=0.2, ge=0, le=1, description="Brightness jitter, 0..1 [-]")
+    contrast: float = Field(default=0.2, ge=0, le=1, description="Contrast jitter, 0..1 [-]")
+    gamma_p: float = Field(default=0.3, ge=0, le=1, description="Probability of a gamma change [-]")
+    noise_p: float = Field(default=0.3, ge=0, le=1, description="Probability of Gaussian noise [-]")
+    noise_sigma: float = Field(
+        default=0.02, ge=0, le=0.5, description="Noise std on 0..1 pixels, 0..0.5 [-]"
+    )
+
+
+class TrainConfig(_Strict):
+    """One training run."""
+
+    data: DataSection = Field(default_factory=lambda: DataSection())
+    model: ModelSection = Field(default_factory=lambda: ModelSection())
+    patch: PatchSection = Field(default_factory=lambda: PatchSection())
+    augment: AugmentSection = Field(default_factory=lambda: AugmentSection())
+    loss: Literal["bce", "dice", "wbd", "ce_dice"] = Field(default="wbd", description="Loss [-]")
+    any_weight: float = Field(
+        default=1.0,
+        ge=0,
+        le=10,
+        description="Sigmoid heads with several "
+        "classes: weight of the extra loss on the any-defect map "
+        "(max over classes), 0..10 [-]",
+    )
+    lr: float = Field(default=1e-4, gt=0, le=1, description="Adam learning rate, >0..1 [-]")
+    batch_size: int = Field(
+        default=8, ge=1, le=512, description="Patches per step, 1..512 [patches]"
+    )
+    epochs: int = Field(
+        default=50, ge=1, le=10_000, description="Maximum epochs, 1..10000 [epochs]"
+    )
+    patience: int = Field(
+        default=7,
+        ge=1,
+        le=1000,
+        description="Early stopping: epochs without validation improvement, 1..1000 [epochs]",
+    )
+    monitor: Literal["val_f1", "val_loss"] = Field(
+        default="val_f1", description="Validation figure that decides improvement [-]"
+    )
+    max_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000,
+        description="Wall-time budget; "
+        "training stops after the epoch that passes it; None = "
+        "no budget [min]",
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of torch, numpy and random [-]")
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N [-]")
+    amp: bool = Field(
+        default=True, description="Mixed precision (CUDA only; ignored on the CPU) [-]"
+    )
+    threads: int | None = Field(
+        default=None, ge=1, le=256, description="torch CPU threads; None = torch default [threads]"
+    )
+    min_area_px: int = Field(
+        default=16,
+        ge=1,
+        le=1_000_000,
+        description="Smallest predicted region "
+        "that flags an image (used to choose thresholds) [px]",
+    )
+    max_false_reject: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Target false-reject rate when the image threshold is chosen on validation [-]",
+    )
+    val_max_images: int | None = Field(
+        default=None,
+        ge=1,
+        description="Validate on at most this many images (seeded choice); None = all [images]",
+    )
+    out: str = Field(default="runs/train", description="Output directory [path]")
+    resume: bool = Field(default=False, description="Continue from out/last.pt when present [-]")
+    progress: bool = Field(default=True, description="Show a progress bar [-]")
+
+
+def load_train_config(
+    path: str | Path | None, overrides: dict[str, object] | None = None
+) -> TrainConfig:
+    """Read a YAML training config (or defaults) and apply dotted-key overrides."""
+    raw: dict[str, object] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"training config {path}: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"training config {path}: must be a mapping")
+        raw = dict(loaded or {})
+    for key, value in (overrides or {}).items():
+        node: dict[str, object] = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"training override {key}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"training config {path or '(defaults)'}: {exc}") from exc
