@@ -1,0 +1,242 @@
+"""One inspection: lights on, grab every camera, lights off, pipeline, verdict header + maps.
+
+Fail safe: only a complete, successful pass through every step is a PASS or FAIL; any
+exception, incomplete frame or refused calibration makes the inspection ERROR with a reason.
+The lights are switched off in a ``finally`` whatever happens.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from config import StationConfig
+from config.errors import CameraError, LightError, StationError
+from drivers.frame import Frame
+from drivers.lights.base import Luminaires
+from pipeline.types import CameraCalibration, InputImage, PipelineResult
+from station.messaging.wire import CameraOut, DefectOut, ModelOut, VerdictHeader
+
+log = structlog.get_logger(__name__)
+
+
+class Acquirer(Protocol):
+    """What the cycle needs of the camera rig."""
+
+    def acquire(self, timeout_s: float | None = None) -> list[Frame]:
+        """One frame from every camera."""
+        ...
+
+
+class Inspects(Protocol):
+    """What the cycle needs of the pipeline's Inspector."""
+
+    @property
+    def model_info(self) -> dict[str, object]:
+        """model_id, trained, ..."""
+        ...
+
+    def inspect(
+        self,
+        images: Sequence[InputImage],
+        calibration: Mapping[str, CameraCalibration] | None = None,
+        mm_per_px: Mapping[str, float] | None = None,
+    ) -> PipelineResult:
+        """Defects and verdict for one set of frames."""
+        ...
+
+
+@dataclass
+class CalibrationState:
+    """What the cycle needs of the loaded calibration."""
+
+    calibration_id: str | None = None
+    cameras: dict[str, CameraCalibration] = field(default_factory=dict)
+    refuse_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """The result of one cycle: the verdict header and one PNG per camera map."""
+
+    header: VerdictHeader
+    maps: dict[str, bytes]
+
+
+def new_inspection_id(now: datetime | None = None) -> str:
+    """A sortable, unique id: UTC time to the millisecond plus 4 random hex digits."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
+
+
+def iso(ts: float) -> str:
+    """A UNIX time as ISO 8601 UTC with milliseconds."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def encode_map(defect_map: npt.NDArray[np.uint8]) -> bytes:
+    """A class-index map as an 8-bit greyscale PNG."""
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(defect_map, dtype=np.uint8))
+    if not ok:
+        raise StationError("PNG encoding of a defect map failed")
+    return bytes(buf.tobytes())
+
+
+def frames_to_images(frames: Sequence[Frame]) -> list[InputImage]:
+    """Validate frames and hand their pixels to the pipeline; incomplete frames raise."""
+    images = []
+    for frame in frames:
+        if not frame.complete:
+            raise CameraError(
+                f"{frame.camera}: frame {frame.frame_id} is incomplete; an incomplete frame is "
+                "never inspected"
+            )
+        frame.validate()
+        images.append(
+            InputImage(
+                camera=frame.camera, pixels=frame.data, pixel_format=frame.pixel_format,
+                bits=frame.bits,
+            )
+        )
+    return images
+
+
+def _reason(step: str, exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{step}: {text}"
+
+
+def run_cycle(
+    cfg: StationConfig,
+    inspection_id: str,
+    part_id: str | None,
+    lights: Luminaires | None,
+    rig: Acquirer | None,
+    inspector: Inspects,
+    calibration: CalibrationState,
+) -> Outcome:
+    """Run one inspection; never raises for a fault of the booth (it becomes ERROR)."""
+    started = time.time()
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    reasons: list[str] = []
+    frames: list[Frame] = []
+    result: PipelineResult | None = None
+
+    def lap(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round((now - since) * 1000, 3)
+        return now
+
+    try:
+        if calibration.refuse_reasons:
+            raise StationError("calibration: " + "; ".join(calibration.refuse_reasons))
+        if rig is None:
+            raise CameraError("cameras are not open")
+        t = time.perf_counter()
+        lights_on = False
+        try:
+            if lights is not None:
+                lights.on()
+                lights_on = True
+                if cfg.lights.settle_ms:
+                    time.sleep(cfg.lights.settle_ms / 1000)
+                t = lap("lights_on", t)
+            frames = rig.acquire()
+            t = lap("acquire", t)
+        finally:
+            if lights is not None and lights_on:
+                try:
+                    lights.off()
+                except LightError as exc:
+                    reasons.append(_reason("lights did not switch off", exc))
+        images = frames_to_images(frames)
+        mm = {c.name: c.mm_per_px for c in cfg.cameras if c.mm_per_px is not None}
+        t = time.perf_counter()
+        result = inspector.inspect(images, calibration.cameras or None, mm)
+        lap("pipeline", t)
+        timings.update({f"pipeline.{k}": v for k, v in result.timings_ms.items()})
+    except LightError as exc:
+        reasons.append(_reason("lights", exc))
+    except CameraError as exc:
+        reasons.append(_reason("cameras", exc))
+    except StationError as exc:
+        reasons.append(_reason(type(exc).__name__, exc))
+    except Exception as exc:  # a bug or a library failure: ERROR, never PASS
+        log.exception("inspection failed", inspection_id=inspection_id)
+        reasons.append(_reason(f"internal error ({type(exc).__name__})", exc))
+
+    if reasons or result is None:
+        verdict = "ERROR"
+    else:
+        verdict = result.verdict.value
+        reasons = list(result.reasons)
+    maps: dict[str, bytes] = {}
+    cameras_out = []
+    by_cam = {f.camera: f for f in frames}
+    results = {r.camera: r for r in result.cameras} if result is not None else {}
+    for cam in cfg.cameras:
+        frame = by_cam.get(cam.name)
+        res = results.get(cam.name)
+        out = CameraOut(
+            camera=cam.name,
+            frame_id=frame.frame_id if frame else None,
+            width=frame.width if frame else None,
+            height=frame.height if frame else None,
+            source=frame.source if frame else None,
+            defects=[
+                DefectOut(**{k: getattr(d, k) for k in DefectOut.model_fields})
+                for d in (res.defects if res else [])
+            ],
+        )
+        cameras_out.append(out)
+        if res is not None and verdict != "ERROR":
+            maps[cam.name] = encode_map(res.defect_map)
+    info: dict[str, Any] = dict(inspector.model_info)
+    header = VerdictHeader(
+        station=cfg.name,
+        inspection_id=inspection_id,
+        part_id=part_id,
+        verdict=verdict,  # type: ignore[arg-type]
+        reasons=reasons,
+        started_at=iso(started),
+        finished_at=iso(time.time()),
+        duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+        timings_ms=timings,
+        model=ModelOut(model_id=str(info.get("model_id")), trained=bool(info.get("trained"))),
+        calibration_id=calibration.calibration_id,
+        cameras=cameras_out,
+        maps=list(maps),
+        map_downscale=cfg.pipeline.defect_map_downscale,
+    )
+    return Outcome(header=header, maps=maps)
+
+
+def error_outcome(
+    cfg: StationConfig, inspection_id: str, part_id: str | None, reason: str,
+    model_info: Mapping[str, object], calibration_id: str | None,
+) -> Outcome:
+    """An ERROR verdict for an inspection that never ran its cycle (aborted, timed out)."""
+    now = iso(time.time())
+    return Outcome(
+        header=VerdictHeader(
+            station=cfg.name, inspection_id=inspection_id, part_id=part_id, verdict="ERROR",
+            reasons=[reason], started_at=now, finished_at=now, duration_ms=0.0, timings_ms={},
+            model=ModelOut(
+                model_id=str(model_info.get("model_id")), trained=bool(model_info.get("trained"))
+            ),
+            calibration_id=calibration_id,
+            cameras=[CameraOut(camera=c.name) for c in cfg.cameras],
+            maps=[], map_downscale=cfg.pipeline.defect_map_downscale,
+        ),
+        maps={},
+    )

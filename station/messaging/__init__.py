@@ -1,0 +1,1 @@
+"""ZeroMQ messaging: wire schemas (``wire``), request parsing (``commands``), the client."""

@@ -1,0 +1,71 @@
+"""A small client for the station's sockets, used by ``station trigger/watch/status`` and tests."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import zmq
+
+
+class NoAnswer(Exception):
+    """The station did not answer within the timeout."""
+
+
+def request(endpoint: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Send one JSON request on a REQ socket and return the decoded reply."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(json.dumps(payload).encode())
+        if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            raise NoAnswer(
+                f"no answer from {endpoint} within {timeout_s:g} s; is `station run` running "
+                "with this messaging.command endpoint?"
+            )
+        reply: dict[str, Any] = json.loads(sock.recv())
+        return reply
+    finally:
+        sock.close()
+
+
+def subscribe(
+    endpoint: str, topics: tuple[str, ...] = ("verdict", "status", "event"),
+    timeout_s: float | None = None,
+) -> Iterator[tuple[str, dict[str, Any], list[bytes]]]:
+    """Yield (topic, header, extra parts) from the station's PUB socket.
+
+    With ``timeout_s``, stops after that long without a message.
+    """
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    for topic in topics:
+        sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    sock.connect(endpoint)
+    try:
+        while True:
+            wait = -1 if timeout_s is None else int(timeout_s * 1000)
+            if not sock.poll(wait, zmq.POLLIN):
+                return
+            parts = sock.recv_multipart()
+            if len(parts) < 2:
+                continue
+            yield parts[0].decode(errors="replace"), json.loads(parts[1]), parts[2:]
+    finally:
+        sock.close()
+
+
+def wait_until_up(endpoint: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Ping until the station answers (start-up), or raise ``NoAnswer``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return request(endpoint, {"command": "ping"}, timeout_s=0.5)
+        except NoAnswer:
+            if time.monotonic() > deadline:
+                raise

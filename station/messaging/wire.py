@@ -1,0 +1,201 @@
+"""The wire protocol: every message the station sends or accepts, as pydantic models.
+
+Transport (ZeroMQ):
+- command socket (ROUTER, ``messaging.command``): a client (REQ or DEALER) sends one JSON
+  request frame, gets one JSON reply frame. Every request gets a reply, malformed ones too.
+- publish socket (PUB, ``messaging.publish``): multipart messages whose first frame is the
+  topic (``verdict``, ``status``, ``event``), the second a JSON header, and, for ``verdict``,
+  one PNG defect map per camera listed in ``header.maps`` (8-bit, class index per pixel,
+  0 = background, downscaled by ``header.map_downscale``).
+
+Every message carries ``schema`` (``WIRE_SCHEMA_VERSION``). Requests may omit it (the current
+version is assumed); a request naming another version is refused with ``UNSUPPORTED_SCHEMA``.
+``station schema`` prints the JSON Schema of every model here for HMI/PLC authors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WIRE_SCHEMA_VERSION = 1
+
+ErrorCode = Literal[
+    "BAD_JSON",  # the request is not a JSON object
+    "BAD_REQUEST",  # a field is missing, has the wrong type or an unknown name
+    "UNKNOWN_COMMAND",  # `command` is not one of the commands listed in the message
+    "UNSUPPORTED_SCHEMA",  # `schema` names a version this station does not speak
+    "TOO_LARGE",  # the request is over messaging.max_request_bytes
+    "BUSY",  # the inspection queue is full; try again after the next verdict
+    "SHUTTING_DOWN",  # the daemon is stopping and takes no new triggers
+    "INTERNAL",  # a bug: the reply carries the exception's text; the daemon keeps serving
+]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class _Request(_Message):
+    schema_: int = Field(
+        WIRE_SCHEMA_VERSION, alias="schema", description="Wire schema version"
+    )
+    request_id: str | None = Field(
+        None, max_length=128, description="Echoed in the reply, for the client's bookkeeping"
+    )
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class InspectRequest(_Request):
+    """Inspect one part. With ``wait`` the reply comes after the verdict and carries it."""
+
+    command: Literal["inspect"]
+    part_id: str | None = Field(None, max_length=128, description="The part's id (serial, DMC)")
+    wait: bool = Field(False, description="Reply with the verdict instead of at once")
+
+
+class StatusRequest(_Request):
+    """Ask for the station's status."""
+
+    command: Literal["status"]
+
+
+class PingRequest(_Request):
+    """Liveness check; answered at once."""
+
+    command: Literal["ping"]
+
+
+Request = Annotated[
+    InspectRequest | StatusRequest | PingRequest, Field(discriminator="command")
+]
+COMMANDS = ("inspect", "status", "ping")
+
+
+# --- replies --------------------------------------------------------------------------------
+
+
+class ErrorInfo(_Message):
+    """Why a request was refused."""
+
+    code: ErrorCode
+    message: str
+
+
+class Reply(_Message):
+    """The one reply to every request."""
+
+    schema_: int = Field(WIRE_SCHEMA_VERSION, alias="schema")
+    ok: bool
+    command: str | None = None
+    request_id: str | None = None
+    result: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- publications ---------------------------------------------------------------------------
+
+
+class DefectOut(_Message):
+    """One defect, in full-frame pixels of its camera."""
+
+    camera: str
+    class_name: str
+    class_index: int
+    area_px: int
+    area_mm2: float | None
+    box: tuple[int, int, int, int] = Field(description="x, y, width, height [px]")
+    centroid: tuple[float, float] = Field(description="x, y [px]")
+    mean_score: float
+    max_score: float
+    outline: list[tuple[int, int]] = Field(default_factory=list)
+
+
+class CameraOut(_Message):
+    """One camera's part of an inspection."""
+
+    camera: str
+    frame_id: int | None = None
+    width: int | None = None
+    height: int | None = None
+    source: str | None = Field(None, description="Replay: the image file served")
+    defects: list[DefectOut] = Field(default_factory=list)
+
+
+class ModelOut(_Message):
+    """The model that judged the part."""
+
+    model_id: str
+    trained: bool
+
+
+class VerdictHeader(_Message):
+    """Topic ``verdict``: the JSON header; PNG parts follow for each camera in ``maps``."""
+
+    schema_: int = Field(WIRE_SCHEMA_VERSION, alias="schema")
+    topic: Literal["verdict"] = "verdict"
+    station: str
+    inspection_id: str
+    part_id: str | None
+    verdict: Literal["PASS", "FAIL", "ERROR"]
+    reasons: list[str]
+    started_at: str = Field(description="ISO 8601, UTC")
+    finished_at: str = Field(description="ISO 8601, UTC")
+    duration_ms: float
+    timings_ms: dict[str, float]
+    model: ModelOut | None
+    calibration_id: str | None
+    cameras: list[CameraOut]
+    maps: list[str] = Field(description="Camera names of the PNG parts, in order")
+    map_downscale: int
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EventMessage(_Message):
+    """Topic ``event``: something happened (camera_lost, camera_recovered, lights_fault...)."""
+
+    schema_: int = Field(WIRE_SCHEMA_VERSION, alias="schema")
+    topic: Literal["event"] = "event"
+    station: str
+    kind: str
+    time: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StatusMessage(_Message):
+    """Topic ``status`` (and the result of the ``status`` command)."""
+
+    schema_: int = Field(WIRE_SCHEMA_VERSION, alias="schema")
+    topic: Literal["status"] = "status"
+    station: str
+    state: Literal["starting", "ready", "degraded", "stopping"]
+    problems: list[str]
+    uptime_s: float
+    pid: int
+    counts: dict[str, int]
+    queue: dict[str, int]
+    model: dict[str, Any]
+    cameras: list[dict[str, Any]]
+    lights: dict[str, Any]
+    calibration: dict[str, Any]
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schema of every message, by name."""
+    from pydantic import TypeAdapter
+
+    return {
+        "request": TypeAdapter(Request).json_schema(by_alias=True),
+        "reply": Reply.model_json_schema(by_alias=True),
+        "verdict": VerdictHeader.model_json_schema(by_alias=True),
+        "status": StatusMessage.model_json_schema(by_alias=True),
+        "event": EventMessage.model_json_schema(by_alias=True),
+        "wire_schema_version": WIRE_SCHEMA_VERSION,
+    }

@@ -1,0 +1,189 @@
+"""The inspection store: one SQLite file (WAL) with a row per inspection, maps as PNG files.
+
+Layout of the data directory::
+
+    <data dir>/inspections.sqlite3     the rows (WAL journal beside it)
+    <data dir>/maps/YYYY-MM-DD/<inspection id>_<camera>.png   defect maps the rows point to
+
+Disk use of the maps is bounded by ``storage.max_disk_mb``: after each write the oldest map
+files beyond the budget are deleted (their rows stay, with the paths marked missing on read).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from config.errors import StoreError
+
+log = structlog.get_logger(__name__)
+
+STORE_SCHEMA_VERSION = 1
+DB_NAME = "inspections.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inspections (
+    id TEXT PRIMARY KEY,
+    part_id TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('PASS', 'FAIL', 'ERROR')),
+    reasons TEXT NOT NULL,
+    defects TEXT NOT NULL,
+    n_defects INTEGER NOT NULL,
+    model_id TEXT,
+    model_trained INTEGER,
+    calibration_id TEXT,
+    timings TEXT NOT NULL,
+    maps TEXT NOT NULL,
+    header TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inspections_started ON inspections (started_at);
+CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections (verdict, started_at);
+"""
+
+
+@dataclass(frozen=True)
+class StoredInspection:
+    """One row of the store, decoded."""
+
+    id: str
+    part_id: str | None
+    started_at: str
+    finished_at: str
+    duration_ms: float
+    verdict: str
+    reasons: list[str]
+    defects: list[dict[str, Any]]
+    model_id: str | None
+    model_trained: bool | None
+    calibration_id: str | None
+    timings_ms: dict[str, float]
+    maps: dict[str, str]
+
+
+class Store:
+    """The inspection store. Thread-safe: one connection guarded by a lock."""
+
+    def __init__(self, data_dir: Path, max_disk_mb: float = 2048.0) -> None:
+        self.data_dir = data_dir
+        self.max_disk_bytes = int(max_disk_mb * 1024 * 1024)
+        self.path = data_dir / DB_NAME
+        self._lock = threading.Lock()
+        self._map_bytes: int | None = None  # running total, counted once on first write
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                (str(STORE_SCHEMA_VERSION),),
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"data directory {str(data_dir)!r}: cannot open the store {DB_NAME} ({exc}); "
+                "give a writable --data-dir"
+            ) from exc
+
+    def write_map(self, inspection_id: str, started_at: str, camera: str, png: bytes) -> str:
+        """Write one defect-map PNG; returns its path relative to the data directory."""
+        rel = Path("maps") / started_at[:10] / f"{inspection_id}_{camera}.png"
+        path = self.data_dir / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png)
+        except OSError as exc:
+            raise StoreError(f"cannot write defect map {str(path)!r}: {exc.strerror}") from exc
+        if self._map_bytes is None:
+            self._map_bytes = sum(p.stat().st_size for p in (self.data_dir / "maps").glob("*/*.png"))
+        else:
+            self._map_bytes += len(png)
+        return rel.as_posix()
+
+    def record(self, header: dict[str, Any], maps: dict[str, str]) -> None:
+        """Insert one inspection from its verdict header (wire format) and map paths."""
+        defects = [d for cam in header.get("cameras", []) for d in cam.get("defects", [])]
+        model = header.get("model") or {}
+        row = (
+            header["inspection_id"], header.get("part_id"), header["started_at"],
+            header["finished_at"], float(header["duration_ms"]), header["verdict"],
+            json.dumps(header.get("reasons", [])), json.dumps(defects), len(defects),
+            model.get("model_id"),
+            None if not model else int(bool(model.get("trained"))),
+            header.get("calibration_id"), json.dumps(header.get("timings_ms", {})),
+            json.dumps(maps), json.dumps(header),
+        )
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO inspections VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
+                )
+                self._db.commit()
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"cannot record inspection {header['inspection_id']}: {exc}"
+                ) from exc
+        self._prune_maps()
+
+    def history(self, limit: int = 20, verdict: str | None = None) -> list[StoredInspection]:
+        """The newest ``limit`` inspections, newest first, optionally of one verdict."""
+        sql = (
+            "SELECT id, part_id, started_at, finished_at, duration_ms, verdict, reasons, "
+            "defects, model_id, model_trained, calibration_id, timings, maps FROM inspections"
+        )
+        args: tuple[Any, ...] = ()
+        if verdict:
+            sql += " WHERE verdict = ?"
+            args = (verdict,)
+        sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
+        args += (limit,)
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [
+            StoredInspection(
+                id=r[0], part_id=r[1], started_at=r[2], finished_at=r[3], duration_ms=r[4],
+                verdict=r[5], reasons=json.loads(r[6]), defects=json.loads(r[7]),
+                model_id=r[8], model_trained=None if r[9] is None else bool(r[9]),
+                calibration_id=r[10], timings_ms=json.loads(r[11]), maps=json.loads(r[12]),
+            )
+            for r in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Number of inspections per verdict."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT verdict, COUNT(*) FROM inspections GROUP BY verdict"
+            ).fetchall()
+        out = {"PASS": 0, "FAIL": 0, "ERROR": 0}
+        out.update({str(v): int(n) for v, n in rows})
+        return out
+
+    def _prune_maps(self) -> None:
+        """Delete the oldest maps while their total is over the budget (scan only then)."""
+        if self._map_bytes is None or self._map_bytes <= self.max_disk_bytes:
+            return
+        files = sorted((self.data_dir / "maps").glob("*/*.png"), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        while files and total > self.max_disk_bytes:
+            victim = files.pop(0)
+            total -= victim.stat().st_size
+            victim.unlink(missing_ok=True)
+            log.info("pruned defect map", path=str(victim), budget_mb=self.max_disk_bytes >> 20)
+        self._map_bytes = total
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
