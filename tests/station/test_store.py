@@ -1,0 +1,75 @@
+"""Tests of station.store: a real SQLite file in a temporary directory."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.errors import StoreError
+from station.store import DB_NAME, Store
+
+
+def header(i: int, verdict: str = "PASS", defects: int = 0) -> dict[str, Any]:
+    return {
+        "inspection_id": f"id{i:03d}", "part_id": f"P{i}",
+        "started_at": f"2026-11-22T10:00:{i:02d}.000+00:00",
+        "finished_at": f"2026-11-22T10:00:{i:02d}.500+00:00", "duration_ms": 500.0,
+        "verdict": verdict, "reasons": [] if verdict == "PASS" else ["why"],
+        "model": {"model_id": "m1", "trained": False}, "calibration_id": None,
+        "timings_ms": {"acquire": 1.0},
+        "cameras": [{"camera": "cam0", "defects": [{"class_name": "Crack"}] * defects}],
+    }
+
+
+def test_rows_round_trip_newest_first(tmp_path: Path) -> None:
+    """Recorded inspections come back newest first, filtered by verdict."""
+    store = Store(tmp_path)
+    store.record(header(1), {})
+    store.record(header(2, "FAIL", 2), {"cam0": "maps/x.png"})
+    store.record(header(3, "ERROR"), {})
+    rows = store.history(10)
+    assert [r.id for r in rows] == ["id003", "id002", "id001"]
+    fail = store.history(10, "FAIL")
+    assert len(fail) == 1 and len(fail[0].defects) == 2 and fail[0].maps == {"cam0": "maps/x.png"}
+    assert fail[0].model_trained is False and fail[0].reasons == ["why"]
+    assert store.counts() == {"PASS": 1, "FAIL": 1, "ERROR": 1}
+    store.close()
+
+
+def test_database_is_wal(tmp_path: Path) -> None:
+    """The store runs in WAL mode so readers never block the daemon."""
+    Store(tmp_path).close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+
+
+def test_maps_are_files_and_disk_use_is_bounded(tmp_path: Path) -> None:
+    """Map PNGs land under maps/DATE/; beyond max_disk_mb the oldest are deleted."""
+    store = Store(tmp_path, max_disk_mb=0.01)  # ~10 KiB
+    paths = [store.write_map(f"id{i}", "2026-11-22T10", "cam0", b"x" * 4096) for i in range(5)]
+    store.record(header(1), {"cam0": paths[-1]})
+    left = sorted((tmp_path / "maps" / "2026-11-22").glob("*.png"))
+    assert 1 <= len(left) <= 2
+    assert (tmp_path / paths[-1]).exists()
+    store.close()
+
+
+def test_duplicate_id_is_a_store_error(tmp_path: Path) -> None:
+    """Recording the same inspection twice raises StoreError naming it."""
+    store = Store(tmp_path)
+    store.record(header(1), {})
+    with pytest.raises(StoreError, match="id001"):
+        store.record(header(1), {})
+    store.close()
+
+
+def test_unwritable_data_dir(tmp_path: Path) -> None:
+    """A data directory that is a file gives a clear StoreError."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="writable --data-dir"):
+        Store(blocker / "sub")
