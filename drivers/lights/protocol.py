@@ -66,6 +66,10 @@ NG_TEXT: dict[int, str] = {
 }
 
 
+class ChecksumMismatch(LightProtocolError):
+    """A frame whose checksum does not match its bytes (a receiver answers NG 01)."""
+
+
 def ng_text(code: int) -> str:
     """Human meaning of an NG error number."""
     return NG_TEXT.get(code, "unknown error number")
@@ -164,7 +168,7 @@ def _split(line: bytes, what: str) -> bytes:
     body, got = core[:-2], core[-2:]
     want = checksum(body)
     if got.upper() != want:
-        raise LightProtocolError(
+        raise ChecksumMismatch(
             f"{what} {line!r}: checksum {got.decode('ascii', 'replace')!r}, "
             f"the bytes sum to {want.decode('ascii')!r}"
         )
@@ -195,8 +199,8 @@ class Reply:
 def parse_request(line: bytes) -> Request:
     """Parse one request frame (CR LF included); ``LightProtocolError`` if malformed.
 
-    The checksum is checked before anything else after framing, so a request with a bad
-    checksum raises a ``LightProtocolError`` whose message contains ``checksum``.
+    A frame that is well formed but whose checksum is wrong raises ``ChecksumMismatch``
+    (answered NG 01 by a controller); any other defect raises ``LightProtocolError`` (NG 05).
     """
     body = _split(line, "request")
     return Request(int(body[1:3]), chr(body[3]), body[4:].decode("ascii"))
