@@ -1,4 +1,8 @@
-"""Config of the cameras: replay (image files), GenICam (harvesters + a GenTL producer)."""
+"""Config of the cameras: replay (image files), GenICam (harvesters + a GenTL producer).
+
+Defaults are given as ``default=`` keywords so type checkers see them (pydantic's
+``dataclass_transform`` recognises the keyword, not the positional form).
+"""
 
 from __future__ import annotations
 
@@ -20,62 +24,115 @@ class ReplayConfig(Section):
 
     images: list[str] = Field(
         default_factory=lambda: ["samples/*.jpg"],
-        description="Glob patterns of image files, relative to the config file [path]",
+        description="Glob patterns (or folders) of image files, relative to the config file "
+        "[path]",
     )
-    loop: bool = Field(True, description="Start again after the last image [-]")
+    loop: bool = Field(default=True, description="Start again after the last image [-]")
     pixel_format: PixelFormatName = Field(
-        "Mono8", description="Pixel format the frames are served in (Bayer re-mosaics) [PFNC]"
+        default="Mono8",
+        description="Pixel format the frames are served in (Bayer formats are re-mosaiced "
+        "from the image's colours) [PFNC]",
     )
     width: int | None = Field(
-        None, ge=16, le=16384, description="Scale frames to this width; null keeps the file's [px]"
+        default=None, ge=16, le=16384,
+        description="Scale frames to this width (e.g. 5472); null keeps the file's; with "
+        "height null too, the aspect ratio is kept [px]",
     )
     height: int | None = Field(
-        None, ge=16, le=16384, description="Scale frames to this height; null keeps the file's [px]"
+        default=None, ge=16, le=16384,
+        description="Scale frames to this height (e.g. 3648); null keeps the file's [px]",
+    )
+    exposure_us: float = Field(
+        default=10000.0, gt=0, le=10_000_000,
+        description="Emulated ExposureTime at open; pixel values scale linearly with it against "
+        "a reference of 10000 µs, saturating at the format's maximum [µs]",
+    )
+    gain_db: float = Field(
+        default=0.0, ge=-20, le=48,
+        description="Emulated Gain at open; scales pixel values by 10^(dB/20) [dB]",
+    )
+    readout_ms: float = Field(
+        default=0.0, ge=0, le=10_000,
+        description="Time a grab takes, emulating a real sensor's readout (0: immediate) [ms]",
+    )
+    cache_mb: int = Field(
+        default=256, ge=0, le=16384,
+        description="Decoded, converted frames kept in memory so a loop does not re-decode "
+        "files (least recently used dropped first) [MiB]",
     )
 
 
 class GenICamConfig(Section):
-    """A camera opened through harvesters on a GenTL producer."""
+    """A camera opened through harvesters on a GenTL producer (one worker process each)."""
 
     cti: list[str] = Field(
         default_factory=lambda: ["viky"],
         description="GenTL producer files (.cti); 'viky' means the one the genicam wheel "
         "installs; GENICAM_GENTL64_PATH is searched too [path]",
     )
-    serial_number: str | None = Field(None, description="Select the device by serial [-]")
-    user_defined_name: str | None = Field(None, description="Select by user-defined name [-]")
-    device_id: str | None = Field(None, description="Select by GenTL device id [-]")
+    serial_number: str | None = Field(
+        default=None, max_length=64, description="Select the device by serial number [-]"
+    )
+    user_defined_name: str | None = Field(
+        default=None, max_length=64, description="Select by user-defined name [-]"
+    )
+    device_id: str | None = Field(
+        default=None, max_length=256, description="Select by GenTL device id [-]"
+    )
     index: int | None = Field(
-        None, ge=0, le=63, description="Select by position in the device list (tests only) [-]"
+        default=None, ge=0, le=63,
+        description="Select by position in the device list (tests only: the order may change) "
+        "[-]",
     )
     features: dict[str, bool | int | float | str] = Field(
         default_factory=dict,
-        description="GenICam features applied in order before acquisition (node -> value) [-]",
+        description="GenICam features applied in order before acquisition, each read back "
+        "(node -> value) [-]",
     )
     trigger: Literal["auto", "software", "hardware", "single"] = Field(
-        "auto",
-        description="'auto' probes the node map: software trigger if present, else single-frame [-]",
+        default="auto",
+        description="'auto' probes the node map: software trigger if present, else single-frame "
+        "acquisition; 'hardware' waits on trigger_line [-]",
     )
-    trigger_line: str = Field("Line0", description="Input line for hardware trigger [-]")
-    buffers: int = Field(4, ge=1, le=64, description="Number of acquisition buffers [count]")
+    trigger_line: str = Field(
+        default="Line0", max_length=32, description="Input line for hardware trigger [-]"
+    )
+    buffers: int = Field(
+        default=4, ge=1, le=64, description="Number of acquisition buffers [count]"
+    )
+    open_timeout_s: float = Field(
+        default=30.0, gt=0, le=300,
+        description="Longest wait for the camera's worker process to start, open the device "
+        "and apply the features [s]",
+    )
+    reply_margin_s: float = Field(
+        default=2.0, gt=0, le=60,
+        description="Grace beyond a request's own timeout before a silent worker process is "
+        "declared hung, killed and the camera reported lost [s]",
+    )
 
 
 class CameraConfig(Section):
     """One camera of the booth."""
 
-    name: str = Field("cam0", min_length=1, max_length=32, description="Camera name [-]")
+    name: str = Field(
+        default="cam0", min_length=1, max_length=32, description="Camera name [-]"
+    )
     backend: Literal["replay", "genicam", "pylon"] = Field(
-        "replay", description="Which driver opens this camera [-]"
+        default="replay",
+        description="Which driver opens this camera ('pylon' is reserved, not implemented) [-]",
     )
     timeout_s: float = Field(
-        2.0, gt=0, le=60, description="Longest wait for one frame [s]"
+        default=2.0, gt=0, le=60, description="Longest wait for one frame [s]"
     )
     mm_per_px: float | None = Field(
-        None, gt=0, le=10,
+        default=None, gt=0, le=10,
         description="Pixel size on the part when no calibration gives it; null: areas in px only "
         "[mm/px]",
     )
-    replay: ReplayConfig = Field(default_factory=ReplayConfig, description="Replay backend [-]")
+    replay: ReplayConfig = Field(
+        default_factory=ReplayConfig, description="Replay backend [-]"
+    )
     genicam: GenICamConfig = Field(
         default_factory=GenICamConfig, description="GenICam backend [-]"
     )

@@ -1,0 +1,61 @@
+"""Camera drivers: replay (files or a function), GenICam (harvesters, one worker process per
+camera), and the rig that acquires them together.
+
+Public API::
+
+    from drivers.cameras import open_camera, CameraRig
+
+    cams = [open_camera(c, cfg.base_dir) for c in cfg.cameras]   # not opened yet
+    rig = CameraRig(cams, on_event=publish_event)
+    rig.open()
+    frames = rig.acquire()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from config.cameras import CameraConfig
+from config.errors import CameraError
+from drivers.cameras._replay import REFERENCE_EXPOSURE_US, ReplayCamera, SceneFunction
+from drivers.cameras.base import Camera, CameraHealth
+from drivers.cameras.rig import CameraRig
+
+if TYPE_CHECKING:
+    from drivers.cameras._genicam import GenICamCamera
+
+__all__ = [
+    "REFERENCE_EXPOSURE_US",
+    "Camera",
+    "CameraHealth",
+    "CameraRig",
+    "GenICamCamera",
+    "ReplayCamera",
+    "SceneFunction",
+    "open_camera",
+]
+
+
+def open_camera(cfg: CameraConfig, base_dir: Path) -> Camera:
+    """The camera ``cfg`` describes, not opened yet; ``base_dir`` resolves replay globs."""
+    if cfg.backend == "replay":
+        return ReplayCamera.from_config(cfg, base_dir)
+    if cfg.backend == "genicam":
+        from drivers.cameras._genicam import GenICamCamera
+
+        return GenICamCamera(cfg)
+    raise CameraError(
+        f"camera {cfg.name}: backend {cfg.backend!r} is not implemented in this version; "
+        "use 'genicam' with the vendor's GenTL producer (Basler: pylon's ProducerGEV.cti) "
+        "or 'replay'"
+    )
+
+
+def __getattr__(name: str) -> object:
+    """``GenICamCamera`` is imported on first use, so replay-only stations never load it."""
+    if name == "GenICamCamera":
+        from drivers.cameras._genicam import GenICamCamera
+
+        return GenICamCamera
+    raise AttributeError(f"module 'drivers.cameras' has no attribute {name!r}")
