@@ -99,8 +99,9 @@ class SerialLuminaires:
         log.info("lights.opened", port=self.port, backend=self.backend, ident=self.ident)
 
     def on(self) -> None:
-        """Every configured channel on at its intensity, then wait ``settle_ms``.
+        """Every configured channel on at its intensity (the caller waits ``settle_ms``).
 
+        Intensities are sent only when the controller is not known to hold them already.
         If any step fails, everything is switched off again and the error is raised.
         """
         if not self.cfg.channels:
@@ -115,8 +116,6 @@ class SerialLuminaires:
             except LightError:
                 self._safe_off()
                 raise
-        if self.cfg.settle_ms:
-            time.sleep(self.cfg.settle_ms / 1000.0)
 
     def off(self) -> None:
         """Every channel off (one broadcast request); never raises, logs a failure."""
