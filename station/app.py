@@ -17,20 +17,26 @@ log = structlog.get_logger(__name__)
 
 
 def load_calibration_state(
-    cfg: StationConfig, data_dir: Path
+    cfg: StationConfig, data_dir: Path, serials: dict[str, str | None] | None = None
 ) -> tuple[CalibrationState, dict[str, Any]]:
-    """The booth calibration for the cycle, and what ``status`` reports about it."""
+    """The booth calibration for the cycle, and what ``status`` reports about it.
+
+    ``problems`` (unreadable; stale or foreign with ``calibration.refuse_stale``) make every
+    inspection ERROR; ``warnings`` show in ``status``.
+    """
     from station.calibration import load_calibration
 
-    loaded = load_calibration(cfg, data_dir)
+    loaded = load_calibration(cfg, data_dir, serials=serials)
     state = CalibrationState(
         calibration_id=loaded.calibration_id,
         cameras=dict(loaded.cameras),
-        refuse_reasons=list(loaded.problems) if cfg.calibration.refuse_stale else [],
+        refuse_reasons=list(loaded.problems),
     )
-    info: dict[str, Any] = {"warnings": list(loaded.warnings)}
-    if not cfg.calibration.refuse_stale:
-        info["warnings"] += [p for p in loaded.problems if p not in info["warnings"]]
+    info: dict[str, Any] = {
+        "warnings": [w for w in loaded.warnings if w not in loaded.problems],
+        "age_days": None if loaded.age_days is None else round(loaded.age_days, 2),
+        "path": None if loaded.path is None else str(loaded.path),
+    }
     return state, info
 
 
@@ -47,26 +53,31 @@ def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None =
     inspector = Inspector.from_config(cfg)
     log.info("model loaded", **{k: v for k, v in inspector.model_info.items()
                                  if k in ("model_id", "trained", "device", "encoder")})
-    calibration, cal_info = load_calibration_state(cfg, data_dir)
-
     lights = open_lights(cfg.lights)
     daemon_ref: list[Daemon] = []
+    early: list[tuple[str, dict[str, object]]] = []  # events before the daemon exists
 
     def on_event(kind: str, data: dict[str, object]) -> None:
         if daemon_ref:
             daemon_ref[0].event(kind, dict(data))
+        else:
+            early.append((kind, dict(data)))
 
     cameras = [open_camera(c, cfg.base_dir) for c in cfg.cameras]
     rig = CameraRig(cameras, on_event=on_event)
+    rig.open()
+    serials = {h.name: h.serial for h in rig.health()}
+    calibration, cal_info = load_calibration_state(cfg, data_dir, serials)
     daemon = Daemon(
         cfg, data_dir, inspector=inspector, rig=rig, lights=lights,
         calibration=calibration, calibration_info=cal_info, notifier=notifier,
     )
     daemon_ref.append(daemon)
+    for kind, data in early:
+        daemon.event(kind, data)
     try:
         lights.open()
     except DriverError as exc:
         log.error("lights did not open; inspections are ERROR until they do", error=str(exc))
         daemon.event("lights_fault", {"reason": str(exc)})
-    rig.open()
     return daemon

@@ -236,6 +236,16 @@ class Daemon:
         self.notifier.close()
         log.info("stopped")
 
+    def abort(self) -> None:
+        """Close what ``build_daemon`` opened when start-up fails before ``serve()``."""
+        self._close_hardware()
+        for sock in (self._router, self._pub):
+            if sock is not None:
+                sock.close(linger=0)
+        self._ctx.term()
+        self.store.close()
+        self.notifier.close()
+
     def _close_hardware(self) -> None:
         if self.lights is not None:
             try:

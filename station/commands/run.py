@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(cfg.logging.level, cfg.logging.format)
     daemon = build_daemon(cfg, data_dir(args, cfg))
     daemon.install_signal_handlers()  # after the drivers: harvesters installs its own
-    daemon.start()
+    try:
+        daemon.start()
+    except BaseException:
+        daemon.abort()
+        raise
     daemon.serve()
     return 0
