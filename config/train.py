@@ -74,6 +74,11 @@ class ModelSection(_Strict):
         le=128,
         description="plain-unet width at full resolution, 4..128 [channels]",
     )
+    decoder_channels: list[int] | None = Field(
+        default=[128, 64, 32, 16, 16],
+        description="smp decoder widths, 5 entries (slim, as the default model); None = smp "
+        "default (256, 128, 64, 32, 16) [channels]",
+    )
     depth: int = Field(default=4, ge=1, le=5, description="plain-unet poolings, 1..5 [-]")
 
 

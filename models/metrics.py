@@ -140,10 +140,12 @@ class Accumulator:
         prob: F32,
         label: int,
         score: float,
-        flagged: bool,
+        image_pred: int,
     ) -> None:
-        """One image: ground-truth and predicted class maps, any-defect probability, its
-        image label (0 = defect-free), image score and operating-point decision."""
+        """One image: ground-truth and predicted class maps, the any-defect probability map,
+        the image label (0 = defect-free, else its class), the image score (see
+        :func:`image_score`) and the image decision at the operating point (0 = not flagged,
+        else the predicted class)."""
         n = len(self.classes) + 1
         self.conf += confusion(gt, pred, n)
         b = np.clip((prob * self.bins).astype(np.int64), 0, self.bins - 1)
@@ -152,11 +154,7 @@ class Accumulator:
         self.neg_hist += np.bincount(b[~positive], minlength=self.bins)
         self.image_scores.append(float(score))
         self.image_labels.append(int(label))
-        if flagged:
-            counts = np.bincount(pred.ravel(), minlength=n)[1:]
-            self.image_preds.append(int(np.argmax(counts)) + 1 if counts.sum() else 1)
-        else:
-            self.image_preds.append(0)
+        self.image_preds.append(int(image_pred))
 
     # ------------------------------------------------------------ summaries
 
