@@ -65,6 +65,7 @@ class LightSimulator:
         self._fault: Fault = "none"
         self._pending: tuple[Fault, int] | None = None  # (fault, requests before it applies)
         self._ng_code = int(p.NgCode.LUMINAIRE_FAULT)
+        self._fault_left = 0  # requests the fault still lasts; 0 = until changed
         self._wanted = 0  # generation of the wanted port state
         self._applied = 0
         self._master: int | None = None
@@ -111,21 +112,23 @@ class LightSimulator:
         return self._fault
 
     def set_fault(self, kind: str, *, code: int = int(p.NgCode.LUMINAIRE_FAULT),
-                  after: int = 0) -> None:
+                  after: int = 0, count: int = 0) -> None:
         """Inject ``kind`` (one of ``FAULTS``) now, or after ``after`` more requests.
 
-        ``code`` is the error number sent with ``ng``. Returns once a port change
-        (``port_closed`` and back) has taken effect.
+        ``code`` is the error number sent with ``ng``; ``count`` > 0 limits a reply fault to
+        that many requests, then ``none`` is back (ignored for ``port_closed``). Returns once
+        a port change (``port_closed`` and back) has taken effect.
         """
         if kind not in FAULTS:
             raise ValueError(f"fault {kind!r} is not one of {', '.join(FAULTS)}")
         if not 0 <= code <= 99:
             raise ValueError(f"NG error number must be 0..99, got {code}")
-        if after < 0:
-            raise ValueError(f"after must be >= 0 requests, got {after}")
+        if after < 0 or count < 0:
+            raise ValueError(f"after and count must be >= 0 requests, got {after}, {count}")
         fault: Fault = kind  # type: ignore[assignment]
         with self._lock:
             self._ng_code = code
+            self._fault_left = count
             if after:
                 self._pending = (fault, after)
                 return
@@ -280,6 +283,10 @@ class LightSimulator:
                 else:
                     self._pending = (fault, left - 1)
             fault_now = self._fault
+            if fault_now not in ("none", "port_closed") and self._fault_left:
+                self._fault_left -= 1
+                if not self._fault_left:
+                    self._fault = "none"
             if fault_now in ("no_reply", "port_closed"):
                 return None
             try:
