@@ -102,9 +102,11 @@ class LoadedCalibration:
     ``cameras`` has an entry for *every configured camera*: maps and scale from the calibration
     where it has them, ``mm_per_px`` falling back to ``cameras[].mm_per_px`` of the config
     (``None``: areas in px only). ``calibration_id`` is ``None`` when no calibration is on disk
-    (not an error). ``warnings``: everything worth showing in ``status`` (stale, foreign,
-    cameras without calibration). ``problems``: reasons every inspection must be an ERROR
-    (an unreadable calibration always; stale or foreign ones when ``calibration.refuse_stale``).
+    (not an error). ``warnings``: worth showing in ``status`` but no reason to refuse (stale or
+    foreign without ``calibration.refuse_stale``, cameras the calibration lacks).
+    ``problems``: reasons every inspection must be an ERROR (an unreadable calibration
+    always; stale or foreign ones with ``calibration.refuse_stale``). A message is in one
+    list or the other, never both.
     """
 
     calibration_id: str | None
@@ -316,7 +318,7 @@ def load_calibration(
         cal_id = current_id(directory)
     except OSError as exc:
         msg = f"calibration directory {directory}: cannot read it ({exc})"
-        return LoadedCalibration(None, fallback, [msg], [msg], path=directory)
+        return LoadedCalibration(None, fallback, [], [msg], path=directory)
     if cal_id is None:
         return LoadedCalibration(None, fallback, path=directory)
     try:
@@ -324,7 +326,7 @@ def load_calibration(
     except CalibrationError as exc:
         msg = f"{exc} (inspections are refused until this is fixed)"
         log.error("calibration.unreadable", calibration_id=cal_id, error=str(exc))
-        return LoadedCalibration(cal_id, fallback, [msg], [msg], path=directory / cal_id)
+        return LoadedCalibration(cal_id, fallback, [], [msg], path=directory / cal_id)
 
     warnings: list[str] = []
     refusable: list[str] = []
@@ -364,13 +366,15 @@ def load_calibration(
             mm_per_px=rec.mm_per_px if rec.mm_per_px is not None else cam.mm_per_px,
             calibration_id=cal_id,
         )
-    warnings.extend(refusable)
-    problems = (
-        [f"{p} (calibration.refuse_stale is true)" for p in refusable]
-        if cfg.calibration.refuse_stale else []
-    )
+    problems: list[str] = []
+    if cfg.calibration.refuse_stale:
+        problems = [f"{p} (calibration.refuse_stale is true)" for p in refusable]
+    else:
+        warnings.extend(refusable)
     for w in warnings:
         log.warning("calibration.warning", calibration_id=cal_id, warning=w)
+    for p in problems:
+        log.error("calibration.refused", calibration_id=cal_id, problem=p)
     return LoadedCalibration(
         calibration_id=cal_id,
         cameras=cameras,

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from config import StationConfig
-from config.cameras import CameraConfig, GenICamConfig
 from config.errors import CalibrationError
 from station.calibration.store import (
     CURRENT_FILE,
@@ -100,6 +99,7 @@ def test_stale_is_a_warning_or_a_problem(tmp_path: Path) -> None:
     assert any("max_age_days=30" in w and "31.0 days old" in w for w in loaded.warnings)
     refused = load_calibration(_cfg(refuse_stale=True), tmp_path, now=later)
     assert not refused.usable and "refuse_stale" in refused.problems[0]
+    assert not refused.warnings, "a message is a warning or a problem, never both"
     with pytest.raises(CalibrationError, match="days old"):
         refused.require()
 
@@ -126,9 +126,10 @@ def test_foreign_serial_from_config(tmp_path: Path) -> None:
 def test_camera_missing_from_calibration_warns(tmp_path: Path) -> None:
     """A configured camera the calibration does not know is a warning, never a problem."""
     _save(tmp_path / "calibration")
-    cfg = StationConfig(cameras=[CameraConfig(name="cam0"), CameraConfig(name="cam9",
-                        backend="genicam", genicam=GenICamConfig())],
-                        calibration={"refuse_stale": True})  # type: ignore[arg-type]
+    cfg = StationConfig.model_validate({
+        "cameras": [{"name": "cam0"}, {"name": "cam9", "backend": "genicam"}],
+        "calibration": {"refuse_stale": True},
+    })
     loaded = load_calibration(cfg, tmp_path, now=NOW)
     assert loaded.usable and any("'cam9'" in w for w in loaded.warnings)
 
