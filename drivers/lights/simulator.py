@@ -275,7 +275,7 @@ class LightSimulator:
             self.request_count += 1
             if self._pending is not None:
                 fault, left = self._pending
-                if left <= 1:
+                if left == 0:
                     self._pending = None
                     self._fault = fault
                     self._wanted += 1

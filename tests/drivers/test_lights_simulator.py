@@ -130,7 +130,7 @@ def test_no_reply_fault(sim: LightSimulator, port: serial.Serial) -> None:
 
 def test_fault_after_and_count(sim: LightSimulator, port: serial.Serial) -> None:
     """after=N serves N requests first; count=N limits the fault to N requests."""
-    sim.set_fault("ng", code=3, after=2, count=1)
+    sim.set_fault("ng", code=3, after=1, count=1)
     assert ask(port, p.identify_request())[:5] == b"@00OK"
     assert ask(port, p.identify_request()) == p.encode_ng(0, 3)
     assert ask(port, p.identify_request())[:5] == b"@00OK"

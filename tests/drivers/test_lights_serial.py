@@ -1,0 +1,382 @@
+"""The serial driver against the simulator over a real pty: no mocks, real pyserial."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.errors import LightError, LightPortError, LightProtocolError, LightRefused, LightTimeout
+from config.lights import LightChannel, LightsConfig
+from drivers.lights import (
+    LightSimulator,
+    NullLuminaires,
+    SerialLuminaires,
+    SimulatedLuminaires,
+    open_lights,
+)
+
+#: Timeout for exchanges that must succeed: generous, never waited for on the happy path.
+OK_TIMEOUT_S = 1.0
+#: Timeout for exchanges a fault makes time out: short, it is waited for.
+FAULT_TIMEOUT_S = 0.05
+
+
+def make_cfg(port: str | Path, **overrides: Any) -> LightsConfig:
+    """A serial LightsConfig with test-sized timings."""
+    values: dict[str, Any] = {
+        "backend": "serial", "port": str(port), "reply_timeout_s": OK_TIMEOUT_S, "retries": 1,
+        "reopen_backoff_s": 0.02, "reopen_backoff_max_s": 0.1, "max_on_s": 30.0,
+        "settle_ms": 0.0,
+        "channels": [
+            LightChannel(channel=1, name="top", intensity=180, pulse_us=0),
+            LightChannel(channel=2, name="side", intensity=120, pulse_us=250),
+        ],
+    }
+    values.update(overrides)
+    return LightsConfig(**values)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
+    """Poll ``condition`` every 5 ms until true or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[LightSimulator]:
+    """A 4-channel simulator behind the link tmp_path/lights."""
+    s = LightSimulator(channels=4, link=tmp_path / "lights")
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def driver_factory(sim: LightSimulator) -> Iterator[Callable[..., SerialLuminaires]]:
+    """Open drivers on the simulator; every one is closed at teardown."""
+    made: list[SerialLuminaires] = []
+
+    def make(**overrides: Any) -> SerialLuminaires:
+        assert sim.link is not None
+        drv = SerialLuminaires(make_cfg(sim.link, **overrides))
+        made.append(drv)
+        drv.open()
+        return drv
+
+    yield make
+    for drv in made:
+        drv.close()
+
+
+@pytest.fixture
+def lights(driver_factory: Callable[..., SerialLuminaires]) -> SerialLuminaires:
+    """An open driver with default test timings."""
+    return driver_factory()
+
+
+def test_open_identifies_switches_off_and_sets_pulses(
+    sim: LightSimulator, lights: SerialLuminaires
+) -> None:
+    """open(): all off, identification read, configured pulse widths applied."""
+    assert lights.ident == "LIGHTSIM-4 1.0"
+    assert [str(r.command) for r in list(sim.requests)[:2]] == ["L", "V"]
+    assert sim.state(2).pulse_us == 250
+    h = lights.health()
+    assert (h.backend, h.connected, h.lit, h.errors, h.reopens) == ("serial", True, False, 0, 0)
+    assert "LIGHTSIM-4 1.0" in h.detail
+
+
+def test_on_off_and_single_channel_control(sim: LightSimulator, lights: SerialLuminaires) -> None:
+    """on() lights every configured channel at its intensity; off() darkens all."""
+    lights.on()
+    assert sim.lit_channels() == {1, 2}
+    assert (sim.state(1).intensity, sim.state(2).intensity) == (180, 120)
+    assert lights.health().lit and lights.health().channels == {1: 180, 2: 120}
+    lights.off()
+    assert sim.lit_channels() == frozenset() and not lights.health().lit
+    lights.set_intensity(3, 42)
+    lights.set_channel(3, True)
+    assert lights.read_status(3).lit and sim.state(3).intensity == 42
+    lights.set_channel(3, False)
+    assert lights.read_status(3) == sim.state(3) and not sim.state(3).lit
+
+
+def test_intensities_are_sent_only_when_needed(
+    sim: LightSimulator, lights: SerialLuminaires
+) -> None:
+    """A second on() sends only the two L commands: the controller keeps its intensities."""
+    lights.on()
+    before = sim.request_count
+    lights.off()
+    lights.on()
+    assert sim.request_count - before == 3  # L0 broadcast, L1 ch1, L1 ch2
+
+
+def test_ng_raises_refused_with_code(sim: LightSimulator, lights: SerialLuminaires) -> None:
+    """An NG is not retried; LightRefused carries the number, the port and the channel."""
+    sim.set_fault("ng", code=6)
+    before = sim.request_count
+    with pytest.raises(LightRefused) as info:
+        lights.set_intensity(1, 99)
+    assert info.value.code == 6
+    assert sim.request_count - before == 1
+    message = str(info.value)
+    assert str(sim.link) in message and "channel 01" in message and "intensity 99" in message
+    assert "NG 06" in message and "luminaire fault" in message
+
+
+def test_line_noise_ng_is_retried(sim: LightSimulator, lights: SerialLuminaires) -> None:
+    """NG 01 (checksum error at the controller) is retried and then succeeds."""
+    sim.set_fault("ng", code=1, count=1)
+    lights.set_intensity(1, 99)
+    assert sim.state(1).intensity == 99
+    assert lights.health().errors == 1
+
+
+def test_no_reply_times_out_after_bounded_retries(
+    sim: LightSimulator, driver_factory: Callable[..., SerialLuminaires]
+) -> None:
+    """no_reply: retries + 1 attempts of reply_timeout_s each, then LightTimeout."""
+    lights = driver_factory(reply_timeout_s=FAULT_TIMEOUT_S, retries=2)
+    sim.set_fault("no_reply")
+    started = time.monotonic()
+    with pytest.raises(LightTimeout, match=r"channel 02, status: no reply within 0.05 s .*3 att"):
+        lights.read_status(2)
+    elapsed = time.monotonic() - started
+    assert 3 * FAULT_TIMEOUT_S <= elapsed < 1.0
+    assert lights.health().errors == 3 and lights.health().connected
+
+
+@pytest.mark.parametrize(("kind", "fragment"), [("garbled", "start with '@'"),
+                                                 ("bad_checksum", "checksum")])
+def test_corrupt_replies_raise_protocol_error(
+    sim: LightSimulator, lights: SerialLuminaires, kind: str, fragment: str
+) -> None:
+    """garbled and bad_checksum replies: retried, then LightProtocolError naming the defect."""
+    sim.set_fault(kind)
+    with pytest.raises(LightProtocolError, match=fragment):
+        lights.set_channel(1, True)
+
+
+def test_transient_corruption_is_absorbed_by_a_retry(
+    sim: LightSimulator, lights: SerialLuminaires
+) -> None:
+    """One corrupt reply, then a good one: the call succeeds (commands are idempotent)."""
+    sim.set_fault("garbled", count=1)
+    lights.on()
+    assert sim.lit_channels() == {1, 2}
+
+
+def test_failed_on_switches_everything_off(sim: LightSimulator, lights: SerialLuminaires) -> None:
+    """on() failing half way (channel 2 refused) leaves no channel lit."""
+    sim.set_fault("ng", code=6, after=2, count=1)  # F1, L1 pass; F2 refused; L0 passes
+    with pytest.raises(LightRefused, match="channel 02"):
+        lights.on()
+    assert sim.lit_channels() == frozenset()
+    assert not lights.health().lit
+
+
+def test_late_reply_is_not_taken_for_the_next_one(
+    sim: LightSimulator, driver_factory: Callable[..., SerialLuminaires]
+) -> None:
+    """A reply arriving after its timeout is flushed, not read as the next reply."""
+    lights = driver_factory(reply_timeout_s=FAULT_TIMEOUT_S, retries=0)
+    sim.reply_delay_s = 0.1
+    with pytest.raises(LightTimeout):
+        lights.set_intensity(1, 10)
+    time.sleep(0.15)  # the late OK for channel 01 is now in the input buffer
+    sim.reply_delay_s = 0.0
+    assert lights.read_status(2).channel == 2
+
+
+def test_vanished_port_is_reopened_with_backoff(
+    sim: LightSimulator, lights: SerialLuminaires
+) -> None:
+    """Port gone: LightPortError, no reopen before the backoff; port back: recovery, all off."""
+    lights.on()
+    sim.set_fault("port_closed")
+    with pytest.raises(LightPortError, match=str(sim.link)):
+        lights.on()
+    h = lights.health()
+    assert not h.connected and "No such file" in h.detail
+    with pytest.raises(LightPortError, match="next reopen attempt in"):
+        lights.set_intensity(1, 5)
+    sim.set_fault("none")
+    assert wait_for(lambda: _try_on(lights), timeout=1.0)
+    assert sim.lit_channels() == {1, 2}
+    assert (sim.state(1).intensity, sim.state(2).intensity) == (180, 120)  # re-sent after reopen
+    h = lights.health()
+    assert h.connected and h.reopens == 1 and h.errors >= 2
+
+
+def _try_on(lights: SerialLuminaires) -> bool:
+    try:
+        lights.on()
+    except LightPortError:
+        return False
+    return True
+
+
+def test_backoff_doubles_up_to_its_maximum(tmp_path: Path) -> None:
+    """With a fake clock: reopen attempts at +0.02, +0.04, +0.08, +0.1, +0.1 s."""
+    now = [100.0]
+    drv = SerialLuminaires(make_cfg(tmp_path / "missing"), clock=lambda: now[0])
+    try:
+        with pytest.raises(LightPortError, match=r"cannot open .*missing at 9600 bit/s"):
+            drv.open()
+        waits = []
+        for _ in range(5):
+            with pytest.raises(LightPortError, match="next reopen attempt in"):
+                drv.set_channel(1, False)
+            wait = drv._next_reopen - now[0]
+            waits.append(round(wait, 3))
+            now[0] += wait
+            with pytest.raises(LightPortError, match="cannot open"):
+                drv.set_channel(1, False)
+        assert waits == [0.02, 0.04, 0.08, 0.1, 0.1]
+    finally:
+        drv.close()
+
+
+def test_open_on_a_missing_port_recovers_later(tmp_path: Path) -> None:
+    """open() fails without a controller, yet the driver works once one appears."""
+    link = tmp_path / "lights"
+    drv = SerialLuminaires(make_cfg(link))
+    sim = LightSimulator(link=link)
+    try:
+        with pytest.raises(LightPortError, match="lights"):
+            drv.open()
+        sim.start()
+        assert wait_for(lambda: _try_on(drv), timeout=1.0)
+        assert sim.lit_channels() == {1, 2}
+    finally:
+        drv.close()
+        sim.stop()
+    assert sim.lit_channels() == frozenset()
+
+
+def test_max_on_time_guard(sim: LightSimulator, driver_factory: Callable[..., SerialLuminaires]
+                           ) -> None:
+    """Lights left on are forced off after max_on_s, without any call from the owner."""
+    lights = driver_factory(max_on_s=0.1)
+    lights.on()
+    started = time.monotonic()
+    assert wait_for(lambda: not sim.lit_channels(), timeout=2.0)
+    assert time.monotonic() - started >= 0.09
+    assert lights.guard_trips == 1 and not lights.health().lit
+
+
+def test_guard_keeps_trying_while_off_fails(
+    sim: LightSimulator, driver_factory: Callable[..., SerialLuminaires]
+) -> None:
+    """The guard's first off attempts are refused; it retries until the lights are off."""
+    lights = driver_factory(max_on_s=0.05, retries=0)
+    lights.on()
+    sim.set_fault("ng", code=7, count=2)
+    assert wait_for(lambda: not sim.lit_channels(), timeout=2.0)
+    assert lights.guard_trips >= 3
+
+
+def test_close_forces_off_and_is_final(sim: LightSimulator, tmp_path: Path) -> None:
+    """close(): lights off, port released; twice is fine; commands after it fail clearly."""
+    assert sim.link is not None
+    drv = SerialLuminaires(make_cfg(sim.link))
+    drv.open()
+    drv.on()
+    drv.close()
+    drv.close()
+    assert sim.lit_channels() == frozenset()
+    drv.off()  # never raises
+    with pytest.raises(LightPortError, match="before open"):
+        drv.on()
+
+
+def test_second_driver_on_the_same_port_is_refused(
+    sim: LightSimulator, lights: SerialLuminaires
+) -> None:
+    """The port is opened exclusively: a second process/driver gets LightPortError."""
+    assert sim.link is not None
+    other = SerialLuminaires(make_cfg(sim.link))
+    try:
+        with pytest.raises(LightPortError, match="exclusively lock"):
+            other.open()
+    finally:
+        other.close()
+
+
+def test_bad_arguments_raise_light_error(lights: SerialLuminaires) -> None:
+    """Channel or value out of range is refused before anything is sent."""
+    with pytest.raises(LightError, match=r"channel 01 intensity 300 is outside 0\.\.255"):
+        lights.set_intensity(1, 300)
+    with pytest.raises(LightError, match=r"channel 0 is outside 1\.\.99"):
+        lights.set_channel(0, True)
+    with pytest.raises(LightError, match="pulse width"):
+        lights.set_pulse_width(1, 100_000)
+
+
+def test_open_lights_backends(tmp_path: Path) -> None:
+    """'serial' -> driver on cfg.port; 'none' -> a no-op reporting backend none."""
+    serial_drv = open_lights(make_cfg(tmp_path / "x"))
+    assert isinstance(serial_drv, SerialLuminaires) and serial_drv.port == str(tmp_path / "x")
+    none = open_lights(LightsConfig(backend="none"))
+    assert isinstance(none, NullLuminaires)
+    none.open()
+    none.on()
+    none.set_intensity(1, 5)
+    none.set_channel(1, True)
+    assert none.read_status(1).intensity == 5
+    none.off()
+    none.close()
+    assert none.health().backend == "none" and none.health().connected
+
+
+def test_simulator_backend_end_to_end() -> None:
+    """'simulator': real driver on an in-process simulator; kill and restore it mid-run."""
+    cfg = make_cfg("unused", backend="simulator", simulator_channels=2)
+    lights = open_lights(cfg)
+    assert isinstance(lights, SimulatedLuminaires)
+    try:
+        lights.open()
+        lights.on()
+        assert lights.simulator.lit_channels() == {1, 2}
+        assert lights.health().backend == "simulator"
+        lights.simulator.set_fault("port_closed")
+        with pytest.raises(LightPortError):
+            lights.on()
+        lights.simulator.set_fault("none")
+        assert wait_for(lambda: _try_on(lights), timeout=1.0)
+        assert lights.health().reopens == 1
+    finally:
+        lights.close()
+    assert not lights.simulator.running
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_no_leaked_threads_or_fds() -> None:
+    """20 open/on/off/fault/close cycles leave threads and file descriptors as they were."""
+    threads, fds = threading.active_count(), _fds()
+    for i in range(20):
+        lights = open_lights(make_cfg("unused", backend="simulator", max_on_s=0.05))
+        lights.open()
+        lights.on()
+        if i % 5 == 0:
+            assert isinstance(lights, SimulatedLuminaires)
+            lights.simulator.set_fault("port_closed")
+            lights.off()
+            lights.simulator.set_fault("none")
+        lights.close()
+    assert threading.active_count() == threads
+    assert _fds() == fds
