@@ -1,44 +1,276 @@
-"""GenICam camera through harvesters (placeholder: the worker-process backend lands next)."""
+"""The GenICam camera (harvesters + a GenTL producer), driven in a worker process.
+
+``GenICamCamera`` is the station-side proxy: it starts ``drivers.cameras._worker`` as a
+subprocess with a Unix socket pair, sends it one request at a time and waits for each reply
+with a bound (the request's own timeout plus ``genicam.reply_margin_s``). Frames arrive in
+shared memory (a memfd the worker creates and passes over the socket) and are copied into
+an array the Frame owns. A worker that dies, or does not answer in time, is killed and the
+camera reports ``CameraLost``; the rig then reopens it, which starts a fresh process (the
+recovery that works even for producers that only recover after a process restart).
+
+While a request waits, the calling thread sits in ``poll()`` without the GIL: the station's
+other threads (the command socket) run freely. The station's process never imports
+harvesters.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import mmap
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.reduction import recvfds
+from typing import Any
+
+import numpy as np
+import structlog
+
+import config.errors as errors
 from config.cameras import CameraConfig
-from config.errors import CameraError
+from config.errors import CameraError, CameraLost
+from drivers.cameras._cti import resolve_producers
 from drivers.cameras.base import CameraHealth
 from drivers.frame import Frame
 
+log = structlog.get_logger(__name__)
+
+FeatureValue = bool | int | float | str
+
+_ERRORS: dict[str, type[CameraError]] = {
+    name: cls for name, cls in vars(errors).items()
+    if isinstance(cls, type) and issubclass(cls, CameraError)
+}
+#: How long a worker gets to close the device before it is terminated, then killed [s].
+CLOSE_GRACE_S = 3.0
+
 
 class GenICamCamera:
-    """Placeholder until the worker-process backend is committed."""
+    """A GenICam device behind a worker process (see module docstring)."""
+
+    backend = "genicam"
 
     def __init__(self, cfg: CameraConfig) -> None:
-        """Remember the config."""
+        """Nothing starts until :meth:`open`."""
+        self.cfg = cfg
         self.name = cfg.name
+        #: Default grab timeout the rig uses for this camera [s].
         self.timeout_s = cfg.timeout_s
+        self._margin = cfg.genicam.reply_margin_s
+        self._lock = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._sock: socket.socket | None = None
+        self._map: mmap.mmap | None = None
+        self._opened = False
+        self._info: dict[str, Any] = {}
+        self._frames = 0
+        self._errors = 0
+        self._starts = 0
+        self._last_error = ""
+
+    # -- worker process ------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while it runs (tests kill it to simulate a crash)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """What the worker reported at open: vendor, model, serial, id, mode, pixel format."""
+        return dict(self._info)
+
+    def _spawn(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "drivers.cameras._worker", "--serve",
+                 str(child.fileno())],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, close_fds=True,
+            )
+        except OSError as exc:
+            parent.close()
+            raise CameraError(f"camera {self.name}: cannot start its worker: {exc}") from exc
+        finally:
+            child.close()
+        self._sock = parent
+        self._conn = Connection(os.dup(parent.fileno()))
+        self._starts += 1
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            try:
+                proc.wait(timeout=CLOSE_GRACE_S)
+            except subprocess.TimeoutExpired:
+                log.error("camera_worker_unkillable", camera=self.name, pid=proc.pid)
+        self._release_ipc()
+
+    def _release_ipc(self) -> None:
+        for closer in (self._conn, self._sock, self._map):
+            if closer is not None:
+                with contextlib.suppress(OSError, BufferError):
+                    closer.close()
+        self._conn = self._sock = None
+        self._map = None
+        self._opened = False
+
+    def _call(self, request: tuple[object, ...], timeout_s: float) -> tuple[str, Any]:
+        """Send one request, wait at most ``timeout_s`` for its reply (logs and shared-memory
+        hand-overs are handled on the way). ``CameraLost`` if the worker died or hung."""
+        conn = self._conn
+        if conn is None or self._proc is None:
+            raise CameraLost(f"camera {self.name}: not open (open() it, or it was lost)")
+        deadline = time.monotonic() + timeout_s
+        try:
+            conn.send(request)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not conn.poll(remaining):
+                    self._errors += 1
+                    self._last_error = f"worker did not answer {request[0]!r} in {timeout_s:.1f} s"
+                    self._kill()
+                    raise CameraLost(
+                        f"camera {self.name}: its worker did not answer {request[0]!r} within "
+                        f"{timeout_s:.1f} s (hung producer?); worker killed, reconnecting"
+                    )
+                reply = conn.recv()
+                kind = reply[0]
+                if kind == "log":
+                    _, level, event, fields = reply
+                    getattr(log, level, log.info)(event, worker_pid=self.pid, **fields)
+                elif kind == "shm":
+                    self._adopt_shared(int(reply[1]))
+                elif kind == "err":
+                    self._errors += 1
+                    self._last_error = str(reply[2])
+                    raise _ERRORS.get(str(reply[1]), CameraError)(str(reply[2]))
+                else:
+                    return kind, reply[1]
+        except (EOFError, OSError, BrokenPipeError) as exc:
+            code = self._proc.poll() if self._proc is not None else None
+            self._errors += 1
+            self._last_error = f"worker exited ({code})"
+            self._kill()
+            raise CameraLost(
+                f"camera {self.name}: its worker process exited (code {code}) during "
+                f"{request[0]!r}; reconnecting"
+            ) from exc
+
+    def _adopt_shared(self, size: int) -> None:
+        assert self._sock is not None
+        fds = recvfds(self._sock, 1)
+        try:
+            new_map = mmap.mmap(fds[0], size, prot=mmap.PROT_READ)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if self._map is not None:
+            self._map.close()
+        self._map = new_map
+
+    # -- Camera protocol ---------------------------------------------------------------
 
     def open(self) -> None:
-        """Not implemented yet."""
-        raise CameraError(f"camera {self.name}: GenICam backend not committed yet")
+        """Start the worker, open the device, apply the features, pick the trigger mode."""
+        with self._lock:
+            if self._opened and self.pid is not None:
+                return
+            self._kill()
+            producers = [str(p) for p in resolve_producers(self.cfg.genicam.cti)]
+            spec = {"name": self.name, "producers": producers,
+                    "genicam": self.cfg.genicam.model_dump(mode="json")}
+            self._spawn()
+            try:
+                _, info = self._call(("open", spec), self.cfg.genicam.open_timeout_s)
+            except CameraError:
+                self._kill()
+                raise
+            self._info = dict(info)
+            self._opened = True
+            log.info("camera_opened", camera=self.name, backend="genicam", pid=self.pid,
+                     serial=info.get("serial_number"), model=info.get("model"),
+                     mode=info.get("mode"), pixel_format=info.get("pixel_format"))
 
     def trigger(self) -> None:
-        """Not implemented yet."""
-        self.open()
+        """Software trigger, or start single-frame acquisition, or nothing (hardware)."""
+        with self._lock:
+            self._call(("trigger",), self.timeout_s + self._margin)
 
     def grab(self, timeout_s: float) -> Frame:
-        """Not implemented yet."""
-        raise CameraError(f"camera {self.name}: GenICam backend not committed yet")
+        """The next frame within ``timeout_s`` (the worker's fetch is bounded by it)."""
+        with self._lock:
+            kind, meta = self._call(("grab", float(timeout_s)), timeout_s + self._margin)
+            if kind != "frame" or self._map is None:
+                raise CameraError(f"camera {self.name}: worker answered {kind!r} to grab")
+            dtype = np.dtype(meta["dtype"])
+            count = int(meta["nbytes"]) // dtype.itemsize
+            data = np.frombuffer(self._map, dtype=dtype, count=count).reshape(
+                tuple(meta["shape"])).copy()
+            self._frames += 1
+        return Frame(
+            camera=self.name, frame_id=int(meta["frame_id"]),
+            host_timestamp_ns=int(meta["host_timestamp_ns"]),
+            pixel_format=str(meta["pixel_format"]), data=data,
+            device_timestamp_ns=meta["device_timestamp_ns"],
+            exposure_us=meta["exposure_us"], gain_db=meta["gain_db"],
+            complete=bool(meta["complete"]), source=f"genicam:{self._info.get('id', '?')}",
+            extra={k: str(v) for k, v in meta["extra"].items()},
+        )
 
     def close(self) -> None:
-        """Nothing to close."""
+        """Ask the worker to close the device, then make sure it is gone; idempotent."""
+        with self._lock:
+            proc = self._proc
+            if proc is None:
+                self._release_ipc()
+                return
+            if proc.poll() is None and self._conn is not None:
+                try:
+                    self._call(("close",), CLOSE_GRACE_S)
+                except CameraError as exc:
+                    log.warning("camera_close_failed", camera=self.name, error=str(exc))
+            if self._proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=CLOSE_GRACE_S)
+            self._kill()
 
     def health(self) -> CameraHealth:
-        """Never connected."""
-        return CameraHealth(name=self.name, backend="genicam", connected=False)
+        """From local state only (never a round trip): a dead worker shows as disconnected."""
+        proc = self._proc
+        alive = proc is not None and proc.poll() is None
+        if self._opened and not alive:
+            code = proc.poll() if proc is not None else None
+            detail = f"worker process exited (code {code})"
+        elif self._opened:
+            detail = (f"mode {self._info.get('mode')}, {self._info.get('pixel_format')}, "
+                      f"worker pid {proc.pid if proc else '?'}")
+        else:
+            detail = "not open" + (f"; last error: {self._last_error}" if self._last_error
+                                   else "")
+        return CameraHealth(
+            name=self.name, backend="genicam", connected=self._opened and alive, detail=detail,
+            serial=self._info.get("serial_number") or None, model=self._info.get("model"),
+            frames=self._frames, errors=self._errors, reconnects=max(0, self._starts - 1),
+        )
 
-    def get_feature(self, node: str) -> bool | int | float | str:
-        """Not implemented yet."""
-        raise CameraError(f"camera {self.name}: GenICam backend not committed yet")
+    def get_feature(self, node: str) -> FeatureValue:
+        """Read a node of the device (``CameraFeatureError`` names it if it cannot)."""
+        with self._lock:
+            _, value = self._call(("get", node), self.timeout_s + self._margin)
+        return value  # type: ignore[no-any-return]
 
-    def set_feature(self, node: str, value: bool | int | float | str) -> None:
-        """Not implemented yet."""
-        raise CameraError(f"camera {self.name}: GenICam backend not committed yet")
+    def set_feature(self, node: str, value: FeatureValue) -> None:
+        """Write a node, checked and read back (acquisition paused for locked nodes)."""
+        with self._lock:
+            _, readback = self._call(("set", node, value), self.timeout_s + self._margin)
+            if node == "PixelFormat":
+                self._info["pixel_format"] = readback
