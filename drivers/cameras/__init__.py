@@ -23,7 +23,7 @@ from drivers.cameras.base import Camera, CameraHealth
 from drivers.cameras.rig import CameraRig
 
 if TYPE_CHECKING:
-    from drivers.cameras._genicam import GenICamCamera
+    from drivers.cameras._genicam import GenICamCamera, ProducerReport, discover
 
 __all__ = [
     "REFERENCE_EXPOSURE_US",
@@ -31,8 +31,10 @@ __all__ = [
     "CameraHealth",
     "CameraRig",
     "GenICamCamera",
+    "ProducerReport",
     "ReplayCamera",
     "SceneFunction",
+    "discover",
     "open_camera",
 ]
 
@@ -53,9 +55,9 @@ def open_camera(cfg: CameraConfig, base_dir: Path) -> Camera:
 
 
 def __getattr__(name: str) -> object:
-    """``GenICamCamera`` is imported on first use, so replay-only stations never load it."""
-    if name == "GenICamCamera":
-        from drivers.cameras._genicam import GenICamCamera
+    """The GenICam side is imported on first use, so replay-only stations never load it."""
+    if name in ("GenICamCamera", "ProducerReport", "discover"):
+        from drivers.cameras import _genicam
 
-        return GenICamCamera
+        return getattr(_genicam, name)
     raise AttributeError(f"module 'drivers.cameras' has no attribute {name!r}")

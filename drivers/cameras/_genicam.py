@@ -16,6 +16,8 @@ harvesters.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import mmap
 import os
 import socket
@@ -25,6 +27,7 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recvfds
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -274,3 +277,48 @@ class GenICamCamera:
             _, readback = self._call(("set", node, value), self.timeout_s + self._margin)
             if node == "PixelFormat":
                 self._info["pixel_format"] = readback
+
+
+@dataclasses.dataclass(frozen=True)
+class ProducerReport:
+    """What one GenTL producer sees: its devices, or why it could not be asked."""
+
+    producer: Path
+    devices: list[dict[str, str]]
+    error: str | None = None
+
+
+def discover(
+    producers: list[Path], *, try_open: bool = False, timeout_s: float = 30.0
+) -> list[ProducerReport]:
+    """Ask every producer, each in its own short-lived worker process, which devices it sees.
+
+    One process per producer: a producer that crashes or hangs (vendor code) costs its own
+    line in the report, not the listing of the others. ``try_open`` also opens and closes
+    every device, proving that the producer's ``create`` works on this Python (harvesters#503).
+    """
+    reports: list[ProducerReport] = []
+    for producer in producers:
+        cmd = [sys.executable, "-m", "drivers.cameras._worker", "--list", str(producer)]
+        if try_open:
+            cmd.append("--open")
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                                  stdin=subprocess.DEVNULL, check=False)
+        except subprocess.TimeoutExpired:
+            reports.append(ProducerReport(producer, [], f"no answer within {timeout_s:.0f} s"))
+            continue
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        try:
+            answer = json.loads(lines[-1]) if lines else {}
+        except json.JSONDecodeError:
+            answer = {}
+        if "devices" in answer:
+            reports.append(ProducerReport(producer, list(answer["devices"])))
+        else:
+            why = answer.get("error") or (
+                f"worker exited with code {done.returncode}: "
+                f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}"
+            )
+            reports.append(ProducerReport(producer, [], str(why)))
+    return reports
