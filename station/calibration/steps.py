@@ -37,6 +37,8 @@ GRAB_RETRIES = 3
 #: Width the flat is reduced to before its uniformity is measured (noise and pixel
 #: non-uniformity are not illumination) [px].
 UNIFORMITY_WIDTH = 64
+#: Exposure settings whose brightness-per-µs slopes are averaged by the exposure search.
+SLOPE_WINDOW = 4
 #: Longest side the chessboard is searched at (corners are refined at full resolution) [px].
 CHESSBOARD_SEARCH_PX = 1600
 
@@ -269,7 +271,9 @@ def run_exposure(rig: Rig, cal: CalibrationConfig) -> StepResult:
     target, tol = cal.exposure_target, cal.exposure_tolerance
     frames = 0
     history: list[str] = []
+    slopes: list[float] = []
     mean = sat = 0.0
+    last_measured: Measured = {}
     try:
         rig.lights_on()
         exposure = min(max(exposure, cal.exposure_min_us), cal.exposure_max_us)
@@ -310,12 +314,21 @@ def run_exposure(rig: Rig, cal: CalibrationConfig) -> StepResult:
                     "exposure_max_saturated / lower exposure_target",
                     measured, frames, values={"exposure_us": exposure, "gain_db": gain},
                 )
+            gain_factor = 10 ** ((gain or 0.0) / 20)
             if sat > cal.exposure_max_saturated:
                 factor = min(target / mean if mean > 0 else 0.5, 0.7)
+            elif mean <= 1e-4:
+                factor = 8.0
             else:
-                factor = target / mean if mean > 1e-4 else 8.0
+                # Brightness is linear in exposure x gain: estimate the slope from the last
+                # few settings, so a scene that changes between frames does not make the
+                # search bounce between two settings.
+                slopes.append(mean / (exposure * gain_factor))
+                slope = float(np.mean(slopes[-SLOPE_WINDOW:]))
+                factor = target / (slope * exposure * gain_factor)
             factor = min(max(factor, 1 / 8), 8.0)
             wanted = exposure * factor
+            last_measured = measured
             if factor < 1 and gain is not None and gain_start is not None and gain > gain_start:
                 # undo gain we added before shortening the exposure
                 new_gain = max(gain_start, gain + 20 * math.log10(factor))
@@ -363,9 +376,7 @@ def run_exposure(rig: Rig, cal: CalibrationConfig) -> StepResult:
         f"{cal.exposure_max_iterations} reached mean grey {target:.3f} ± {tol:.3f} with at most "
         f"{cal.exposure_max_saturated:.2%} saturated; last {history[-1] if history else '-'}; "
         "the scene changes between frames? raise exposure_frames or exposure_tolerance",
-        {"exposure_us": exposure, "gain_db": gain, "mean": round(mean, 4),
-         "saturated": round(sat, 5), "iterations": cal.exposure_max_iterations},
-        frames, values={"exposure_us": exposure, "gain_db": gain},
+        last_measured, frames,
     )
 
 
