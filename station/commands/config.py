@@ -34,6 +34,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                       metavar="KEY=VALUE", help="override one key (repeatable)")
     show.add_argument("--json", action="store_true", help="JSON instead of YAML")
     show.set_defaults(func=show_cmd)
+    ref = csub.add_parser(
+        "reference", help="print the config reference (Markdown) generated from the schema",
+        description="Print every key with its type, default, range, unit and description.",
+    )
+    ref.set_defaults(func=reference_cmd)
 
 
 def check_cmd(args: argparse.Namespace) -> int:
@@ -52,4 +57,12 @@ def show_cmd(args: argparse.Namespace) -> int:
         print()
     else:
         sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    return 0
+
+
+def reference_cmd(args: argparse.Namespace) -> int:
+    """Print docs/configuration.md as generated from the schema."""
+    from config.reference import reference_markdown
+
+    sys.stdout.write(reference_markdown())
     return 0

@@ -12,6 +12,8 @@ from station.messaging.client import NoAnswer, request
 
 EXIT_BY_VERDICT = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 EXIT_NO_ANSWER = 3
+MAX_REASONS = 8  # lines of reasons on a terminal; --json has them all
+MAX_DEFECTS = 5  # defects listed per camera on a terminal
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,12 +42,15 @@ def format_verdict(h: dict[str, Any]) -> str:
         f"  model {model.get('model_id')} ({'trained' if model.get('trained') else 'UNTRAINED'})"
         f"  calibration {h.get('calibration_id') or 'none'}",
     ]
-    for reason in h.get("reasons", []):
+    reasons = h.get("reasons", [])
+    for reason in reasons[:MAX_REASONS]:
         lines.append(f"  - {reason}")
+    if len(reasons) > MAX_REASONS:
+        lines.append(f"  - ... {len(reasons) - MAX_REASONS} more reason(s) (--json for all)")
     for cam in h.get("cameras", []):
         lines.append(f"  {cam['camera']}: {len(cam.get('defects', []))} defect(s)"
                      + (f"  [{cam['source']}]" if cam.get("source") else ""))
-        for d in cam.get("defects", [])[:10]:
+        for d in cam.get("defects", [])[:MAX_DEFECTS]:
             area = f"{d['area_mm2']:.2f} mm2" if d.get("area_mm2") is not None else ""
             lines.append(f"    {d['class_name']:<10} {d['area_px']:>7} px {area:>12}  "
                          f"max {d['max_score']:.2f} at ({d['centroid'][0]:.0f}, "

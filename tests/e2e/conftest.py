@@ -59,6 +59,7 @@ def start_station(
     command = f"tcp://127.0.0.1:{free_port()}"
     publish = f"tcp://127.0.0.1:{free_port()}"
     data_dir = tmp_path / "data"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log_path = tmp_path / "station.log"
     args = [
         sys.executable, "-m", "station.cli", "run", "--config", config,
