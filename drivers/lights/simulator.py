@@ -289,6 +289,8 @@ class LightSimulator:
                     self._fault = "none"
             if fault_now in ("no_reply", "port_closed"):
                 return None
+            if len(line) > p.MAX_FRAME:
+                return p.encode_ng(0, p.NgCode.FRAMING)
             try:
                 req = p.parse_request(line)
             except p.ChecksumMismatch:

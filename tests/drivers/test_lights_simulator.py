@@ -175,3 +175,22 @@ def test_bad_arguments() -> None:
         s.set_fault("ng", after=-1)
     with pytest.raises(ValueError, match=r"1\.\.99"):
         LightSimulator(channels=0)
+
+
+def _doc_exchanges() -> list[tuple[bytes, bytes]]:
+    """Every (H> request, C< reply) pair in the examples of docs/lighting-protocol.md."""
+    doc = Path(__file__).resolve().parents[2] / "docs" / "lighting-protocol.md"
+    lines = [ln for ln in doc.read_text().splitlines() if ln.startswith(("H> ", "C< "))]
+    pairs = list(zip(lines[::2], lines[1::2], strict=True))
+    assert all(h.startswith("H> ") and c.startswith("C< ") for h, c in pairs)
+    return [(h[3:].encode() + p.EOL, c[3:].encode() + p.EOL) for h, c in pairs]
+
+
+def test_documented_examples_replay_exactly(port: serial.Serial, sim: LightSimulator) -> None:
+    """Each example exchange of the protocol page, sent to the simulator, gets its reply."""
+    pairs = _doc_exchanges()
+    assert len(pairs) >= 10
+    for request, reply in pairs:
+        if reply == p.encode_ng(1, p.NgCode.LUMINAIRE_FAULT):
+            sim.set_fault("ng", code=6, count=1)
+        assert ask(port, request) == reply, request
