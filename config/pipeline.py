@@ -18,7 +18,10 @@ class PipelineConfig(Section):
     mode: Literal["tiled", "whole"] = Field(
         "tiled", description="Tiles with overlap, or the whole frame in one pass [-]"
     )
-    tile_size: int = Field(384, ge=32, le=4096, description="Tile edge length [px]")
+    tile_size: int = Field(
+        384, ge=32, le=4096, multiple_of=32,
+        description="Tile edge length, a multiple of 32 (the network's stride) [px]",
+    )
     overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Tile overlap share [0..1)")
     batch_size: int = Field(8, ge=1, le=256, description="Tiles per forward pass [count]")
     half: bool = Field(True, description="Half precision on CUDA (ignored on the CPU) [-]")
@@ -29,6 +32,17 @@ class PipelineConfig(Section):
     )
     defect_map_downscale: int = Field(
         4, ge=1, le=64, description="Published defect maps are this many times smaller [x]"
+    )
+    max_defects: int = Field(
+        1000, ge=1, le=100_000,
+        description="Defects listed per camera (largest first); the verdict sees all [count]",
+    )
+    outline_points: int = Field(
+        64, ge=4, le=4096, description="Most vertices of a defect's outline polygon [count]"
+    )
+    flat_field_eps: float = Field(
+        0.05, gt=0, le=1.0,
+        description="Flat-field values below this are clamped to it before dividing [-]",
     )
 
 

@@ -1,0 +1,264 @@
+"""The Inspector: one object the daemon and ``station inspect`` share, frames in, verdict out.
+
+``Inspector.from_config(cfg)`` loads the checkpoint, picks the device and compiles the rules;
+``inspect(images, calibration, mm_per_px)`` runs preprocess -> tiling/infer/blend ->
+postprocess -> verdict for every camera and returns a :class:`PipelineResult`. Bad input raises
+:class:`PipelineError` (the daemon turns exceptions into ERROR verdicts); it never returns ERROR.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+import torch
+
+from config.errors import CheckpointError, ConfigError, PipelineError
+from config.pipeline import PipelineConfig
+from config.rules import RulesConfig
+from config.schema import StationConfig
+from models import DEFAULT_CHECKPOINT
+from models.build import SIZE_DIVISOR
+from models.checkpoint import Checkpoint, load_checkpoint
+from pipeline.infer import Segmenter, select_device
+from pipeline.postprocess import (
+    classify,
+    defect_probabilities,
+    downscale_defect_map,
+    extract_defects,
+)
+from pipeline.preprocess import Normaliser, Preprocessor
+from pipeline.tiling import StageClock, Tiler, run_whole
+from pipeline.types import CameraCalibration, CameraResult, InputImage, PipelineResult
+from pipeline.verdict import Region, judge, load_region
+
+log = structlog.get_logger(__name__)
+
+
+def checkpoint_path(cfg: StationConfig) -> Path:
+    """The checkpoint file the config names (``default`` = the shipped model)."""
+    name = cfg.model.checkpoint
+    return DEFAULT_CHECKPOINT if name == "default" else cfg.resolve(name)
+
+
+class Inspector:
+    """A loaded model plus the pipeline and rules around it. Thread-safe (one at a time)."""
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        pipeline: PipelineConfig | None = None,
+        rules: RulesConfig | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        regions: Mapping[str, Region] | None = None,
+    ) -> None:
+        self.cfg = pipeline or PipelineConfig.model_validate({})
+        self.rules = rules or RulesConfig.model_validate({})
+        self.checkpoint = checkpoint
+        meta = checkpoint.meta
+        self.spec = meta.spec
+        self.class_names = list(meta.spec.classes)
+        defect_classes = meta.spec.defect_classes
+        for where, names in (("model.thresholds", thresholds or {}),
+                             ("rules.classes", self.rules.classes)):
+            unknown = sorted(set(names) - set(defect_classes))
+            if unknown:
+                raise ConfigError(
+                    f"{where} names {', '.join(unknown)}, which model {meta.model_id} does not "
+                    f"have; its defect classes: {', '.join(defect_classes)}"
+                )
+        merged = {c: meta.threshold(c) for c in defect_classes}
+        merged.update(thresholds or {})
+        self.thresholds = merged
+        self.device = select_device(self.cfg.device)
+        self.segmenter = Segmenter(
+            checkpoint.model, meta.spec.head, self.device, half=self.cfg.half,
+            channels_last=self.cfg.channels_last, compile_model=self.cfg.compile,
+        )
+        self.preprocessor = Preprocessor(
+            self.device, meta.spec.in_channels,
+            Normaliser(meta.normalisation.mean, meta.normalisation.std),
+            flat_eps=self.cfg.flat_field_eps,
+        )
+        self.tiler = Tiler(self.cfg.tile_size, self.cfg.overlap, self.cfg.batch_size,
+                           SIZE_DIVISOR)
+        self._thresholds_t = torch.tensor([merged[c] for c in defect_classes],
+                                          device=self.device)
+        self.regions = dict(regions or {})
+        self._roi_cache: dict[tuple[str, int, int], torch.Tensor] = {}
+        self._lock = threading.Lock()
+        log.info("inspector ready", **{k: v for k, v in self.model_info.items()
+                                       if k in ("model_id", "trained", "device", "mode")})
+
+    @classmethod
+    def from_config(cls, cfg: StationConfig) -> Inspector:
+        """Load ``cfg.model.checkpoint`` and set up pipeline and rules from ``cfg``.
+
+        Raises :class:`CheckpointError` / :class:`ModelError` when the model cannot be used,
+        :class:`ConfigError` when rules or thresholds name classes the model lacks.
+        """
+        path = checkpoint_path(cfg)
+        device = select_device(cfg.pipeline.device)
+        checkpoint = load_checkpoint(path, device="cpu")
+        regions = {
+            cam: load_region(roi, str(cfg.resolve(roi.mask)) if roi.mask else None)
+            for cam, roi in cfg.rules.regions.items()
+        }
+        log.debug("loading model", path=str(path), device=str(device))
+        return cls(checkpoint, pipeline=cfg.pipeline, rules=cfg.rules,
+                   thresholds=cfg.model.thresholds, regions=regions)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        pipeline: PipelineConfig | None = None,
+        rules: RulesConfig | None = None,
+    ) -> Inspector:
+        """An inspector for a checkpoint file (``default`` = the shipped model)."""
+        p = DEFAULT_CHECKPOINT if str(path) == "default" else Path(path)
+        return cls(load_checkpoint(p, device="cpu"), pipeline=pipeline, rules=rules)
+
+    @property
+    def model_info(self) -> dict[str, object]:
+        """What runs: model_id, trained, architecture, encoder, classes, device, ..."""
+        meta = self.checkpoint.meta
+        return {
+            "model_id": meta.model_id,
+            "name": meta.name,
+            "trained": meta.trained,
+            "architecture": meta.spec.architecture,
+            "encoder": meta.spec.encoder,
+            "classes": list(self.class_names),
+            "head": meta.spec.head,
+            "in_channels": meta.spec.in_channels,
+            "thresholds": dict(self.thresholds),
+            "patch_size": meta.patch_size,
+            "weights_sha256": meta.weights_sha256,
+            "checkpoint": str(self.checkpoint.path) if self.checkpoint.path else None,
+            "device": str(self.device),
+            "dtype": str(self.segmenter.dtype).removeprefix("torch."),
+            "mode": self.cfg.mode,
+            "tile_size": self.cfg.tile_size,
+            "overlap": self.cfg.overlap,
+        }
+
+    def _roi(self, camera: str, height: int, width: int) -> torch.Tensor | None:
+        region = self.regions.get(camera)
+        if region is None:
+            return None
+        key = (camera, height, width)
+        if key not in self._roi_cache:
+            mask = region.rasterise(height, width)
+            self._roi_cache[key] = torch.from_numpy(mask).to(self.device)
+        return self._roi_cache[key]
+
+    def _sync(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def probabilities(
+        self, image: InputImage, calibration: CameraCalibration | None = None,
+        clock: StageClock | None = None,
+    ) -> torch.Tensor:
+        """Preprocess + tiled (or whole-frame) inference: ``(1, C, H, W)`` float32 on the device.
+
+        ``clock`` collects device-synchronised sub-stage times (preprocess, tile, infer, blend).
+        """
+        with torch.inference_mode():
+            t = clock.sync() if clock else 0.0
+            x = self.preprocessor(image, calibration)
+            if clock:
+                clock.add("preprocess", t)
+            if self.cfg.mode == "whole":
+                return run_whole(x, self.segmenter, SIZE_DIVISOR, clock)
+            return self.tiler(x, self.segmenter, clock)
+
+    def postprocess(
+        self, camera: str, probs: torch.Tensor, mm_per_px: float | None
+    ) -> tuple[CameraResult, npt.NDArray[np.uint8]]:
+        """Probabilities -> (camera result with all defects, full-size class map on the host).
+
+        The full-size class map is only transferred when some pixel is a defect (else zeros).
+        """
+        with torch.inference_mode():
+            p = defect_probabilities(probs, self.spec.head)
+            h, w = int(p.shape[1]), int(p.shape[2])
+            if not bool(torch.isfinite(p).all()):
+                raise PipelineError(
+                    f"camera {camera!r}: the network produced NaN or infinite probabilities"
+                )
+            labels, scores = classify(p, self._thresholds_t, self._roi(camera, h, w))
+            dmap = downscale_defect_map(labels, scores, self.cfg.defect_map_downscale)
+            defect_map = np.ascontiguousarray(dmap.cpu().numpy(), dtype=np.uint8)
+            if not defect_map.any():
+                return CameraResult(camera, w, h, [], defect_map), np.zeros((h, w), np.uint8)
+            lab = labels.cpu().numpy()
+            defects = extract_defects(
+                lab, scores.cpu().numpy(), camera=camera, class_names=self.class_names,
+                min_area_px=self.cfg.min_area_px, mm_per_px=mm_per_px,
+                max_outline_points=self.cfg.outline_points,
+            )
+            return CameraResult(camera, w, h, defects, defect_map), lab
+
+    def inspect(
+        self,
+        images: Sequence[InputImage],
+        calibration: Mapping[str, CameraCalibration] | None = None,
+        mm_per_px: Mapping[str, float] | None = None,
+    ) -> PipelineResult:
+        """Defects and verdict for one frame per camera.
+
+        Scale per camera: the calibration's ``mm_per_px`` when it has one, else ``mm_per_px``,
+        else none (areas in px only, rules use ``min_area_px``).
+        """
+        if not images:
+            raise PipelineError("inspect needs at least one image")
+        names = [getattr(i, "camera", None) for i in images]
+        if any(not isinstance(i, InputImage) for i in images):
+            raise PipelineError("inspect takes pipeline.types.InputImage objects")
+        if len(set(names)) != len(names):
+            raise PipelineError(f"one image per camera, got cameras {names}")
+        calibration = calibration or {}
+        mm_per_px = mm_per_px or {}
+        timings = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0, "verdict": 0.0}
+        results: list[CameraResult] = []
+        with self._lock:
+            start = self._sync()
+            for image in images:
+                cal = calibration.get(image.camera)
+                scale = (cal.mm_per_px if cal is not None and cal.mm_per_px else None) or \
+                    mm_per_px.get(image.camera)
+                clock = StageClock(self.device)
+                probs = self.probabilities(image, cal, clock)
+                t = clock.sync()
+                for k, v in clock.times_ms.items():
+                    timings["preprocess" if k == "preprocess" else "infer"] += v
+                result, _ = self.postprocess(image.camera, probs, scale)
+                del probs
+                timings["postprocess"] += (self._sync() - t) * 1000
+                results.append(result)
+            t = time.perf_counter()
+            verdict, reasons = judge(results, self.rules)
+            for r in results:
+                if len(r.defects) > self.cfg.max_defects:
+                    log.warning("defect list truncated", camera=r.camera, found=len(r.defects),
+                                kept=self.cfg.max_defects)
+                    del r.defects[self.cfg.max_defects:]
+            now = time.perf_counter()
+            timings["verdict"] = (now - t) * 1000
+            timings["total"] = (now - start) * 1000
+        return PipelineResult(
+            verdict=verdict, reasons=reasons, cameras=results,
+            timings_ms={k: round(v, 3) for k, v in timings.items()},
+        )
+
+
+__all__ = ["CheckpointError", "Inspector", "checkpoint_path"]

@@ -1,0 +1,142 @@
+"""Probability maps -> class map, defect map and the list of defects.
+
+On the device: per-class thresholds, the winning class per pixel, the region of interest, and
+the downscaled defect map. On the host (only when some pixel is a defect): connected
+components per class with a minimum area, and per component its area (px, and mm² when the
+scale is known), box, centroid, mean and max score and an outline polygon.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from config.errors import PipelineError
+from pipeline.types import Defect
+
+#: Scores are quantised to this many steps when the defect map picks the strongest class.
+_SCORE_STEPS = 4096
+
+
+def defect_probabilities(probs: torch.Tensor, head: str) -> torch.Tensor:
+    """Per-defect-class probabilities ``(K, H, W)`` from the network's ``(1, C, H, W)``.
+
+    Softmax heads drop the background channel; sigmoid heads have none.
+    """
+    if probs.ndim != 4 or probs.shape[0] != 1:
+        raise PipelineError(f"probabilities must be (1, C, H, W), got {tuple(probs.shape)}")
+    return probs[0, 1:] if head == "softmax" else probs[0]
+
+
+def classify(
+    probs: torch.Tensor, thresholds: torch.Tensor, roi: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class map and score map from defect-class probabilities ``(K, H, W)``.
+
+    A pixel is of class ``k + 1`` when ``probs[k] >= thresholds[k]`` and no other class passing
+    its threshold is more probable there; 0 (background) when none passes, or outside ``roi``
+    (bool ``(H, W)``). Returns (``uint8 (H, W)`` class map, ``float32 (H, W)`` score of that
+    class, 0 on background).
+    """
+    if probs.shape[0] != thresholds.shape[0]:
+        raise PipelineError(
+            f"{probs.shape[0]} probability maps but {thresholds.shape[0]} thresholds"
+        )
+    if probs.shape[0] > 254:
+        raise PipelineError("at most 254 defect classes fit a uint8 class map")
+    passing = probs >= thresholds.view(-1, 1, 1).to(probs.dtype)
+    masked = torch.where(passing, probs, torch.full_like(probs, -1.0))
+    score, idx = masked.max(dim=0)
+    hit = score >= 0
+    if roi is not None:
+        if roi.shape != hit.shape:
+            raise PipelineError(
+                f"region of interest {tuple(roi.shape)} does not fit the frame {tuple(hit.shape)}"
+            )
+        hit = hit & roi
+    labels = torch.where(hit, idx + 1, torch.zeros_like(idx)).to(torch.uint8)
+    scores = torch.where(hit, score, torch.zeros_like(score)).float()
+    return labels, scores
+
+
+def downscale_defect_map(labels: torch.Tensor, scores: torch.Tensor, factor: int) -> torch.Tensor:
+    """The class map ``factor`` times smaller: each block shows its highest-scoring class.
+
+    Small defects survive (a block with one defect pixel shows that defect). ``uint8``.
+    """
+    if factor == 1:
+        return labels
+    q = torch.round(scores.clamp(0, 1) * (_SCORE_STEPS - 1))
+    key = torch.where(labels > 0, q * 256 + labels.float(), torch.zeros_like(q))
+    pooled = F.max_pool2d(key[None, None], factor, stride=factor, ceil_mode=True)[0, 0]
+    return torch.remainder(pooled, 256).to(torch.uint8)
+
+
+def _outline(mask: npt.NDArray[np.uint8], ox: int, oy: int, max_points: int
+             ) -> list[tuple[int, int]]:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return []
+    contour = max(contours, key=cv2.contourArea)
+    eps = 0.5
+    poly = cv2.approxPolyDP(contour, eps, True)
+    while len(poly) > max_points:
+        eps *= 2
+        poly = cv2.approxPolyDP(contour, eps, True)
+    return [(int(p[0][0]) + ox, int(p[0][1]) + oy) for p in poly]
+
+
+def extract_defects(
+    labels: npt.NDArray[np.uint8],
+    scores: npt.NDArray[np.float32],
+    *,
+    camera: str,
+    class_names: list[str],
+    min_area_px: int,
+    mm_per_px: float | None,
+    max_outline_points: int = 64,
+) -> list[Defect]:
+    """Connected components (8-connected) of each class in ``labels`` -> defects, largest first.
+
+    ``class_names[i]`` names class index ``i`` (0 = background). Components smaller than
+    ``min_area_px`` are dropped.
+    """
+    if labels.shape != scores.shape:
+        raise PipelineError(f"class map {labels.shape} and score map {scores.shape} differ")
+    defects: list[Defect] = []
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=len(class_names)))
+    mm2 = mm_per_px * mm_per_px if mm_per_px else None
+    for cls in present:
+        if cls == 0:
+            continue
+        if cls >= len(class_names):
+            raise PipelineError(f"class index {cls} but only {len(class_names)} classes")
+        mask = (labels == cls).astype(np.uint8)
+        n, cc, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        areas = stats[:, cv2.CC_STAT_AREA]
+        keep = [i for i in range(1, n) if areas[i] >= min_area_px]
+        if not keep:
+            continue
+        sums = np.bincount(cc.ravel(), weights=scores.ravel(), minlength=n)
+        for i in keep:
+            x, y, w, h = (int(v) for v in stats[i, :4])
+            crop = cc[y:y + h, x:x + w] == i
+            max_score = float(scores[y:y + h, x:x + w][crop].max())
+            area = int(areas[i])
+            defects.append(Defect(
+                camera=camera,
+                class_name=class_names[cls],
+                class_index=int(cls),
+                area_px=area,
+                area_mm2=float(area * mm2) if mm2 is not None else None,
+                box=(x, y, w, h),
+                centroid=(float(centroids[i][0]), float(centroids[i][1])),
+                mean_score=float(sums[i] / area),
+                max_score=max_score,
+                outline=_outline(crop.astype(np.uint8), x, y, max_outline_points),
+            ))
+    defects.sort(key=lambda d: (-d.area_px, d.class_index, d.box))
+    return defects
