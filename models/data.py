@@ -370,7 +370,8 @@ def split_by_ratio(ds: Dataset, val: float = 0.2, test: float = 0.0, seed: int =
     """Grouped, class-stratified, seeded split: all images of one group land on one side.
 
     Groups are stratified by their dominant image label so that rare classes appear in each
-    part; within a label the groups are shuffled with ``seed`` and cut by ratio (rounded).
+    part; within a label the groups are shuffled with ``seed`` and cut by ratio (rounded; a
+    label with at least two groups gives each asked-for part at least one).
     """
     if not 0 <= val < 1 or not 0 <= test < 1 or val + test >= 1:
         raise DatasetError(f"split ratios val={val}, test={test}: need 0 <= each, sum < 1")
@@ -386,6 +387,10 @@ def split_by_ratio(ds: Dataset, val: float = 0.2, test: float = 0.0, seed: int =
         gs = by_label[label]
         rng.shuffle(gs)
         n_val, n_test = round(len(gs) * val), round(len(gs) * test)
+        if val > 0 and n_val == 0 and len(gs) - n_test >= 2:
+            n_val = 1  # keep a rare class in validation
+        if test > 0 and n_test == 0 and len(gs) - n_val >= 2:
+            n_test = 1
         for k, g in enumerate(gs):
             part = "val" if k < n_val else "test" if k < n_val + n_test else "train"
             parts[part].extend(groups[g])

@@ -1,0 +1,75 @@
+"""Tests of models.metrics: aggregation against a hand-computed confusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.metrics import (
+    Accumulator,
+    Scores,
+    binary_scores,
+    class_scores,
+    confusion,
+    has_region,
+    image_score,
+)
+
+
+def test_confusion_and_scores_by_hand() -> None:
+    """gt  = 0 0 1 1 2 2 0 2, pred = 0 1 1 0 2 1 0 2 (3 classes).
+
+    Binary: TP = defect pixels predicted defect = positions 2, 4, 5, 7 -> 4; FP = position 1
+    -> 1; FN = position 3 -> 1: P = R = F1 = 0.8, IoU = 4/6. Class 1: TP 1 (pos 2), FP 2
+    (pos 1, 5), FN 1 (pos 3): P 1/3, R 1/2, F1 0.4, IoU 0.25. Class 2: TP 2, FP 0, FN 1.
+    """
+    gt = np.array([0, 0, 1, 1, 2, 2, 0, 2], np.uint8)
+    pred = np.array([0, 1, 1, 0, 2, 1, 0, 2], np.uint8)
+    conf = confusion(gt, pred, 3)
+    assert conf.tolist() == [[2, 1, 0], [1, 1, 0], [0, 1, 2]]
+    b = binary_scores(conf)
+    assert (b.tp, b.fp, b.fn) == (4, 1, 1)
+    assert b.f1 == pytest.approx(0.8) and b.iou == pytest.approx(4 / 6)
+    c1 = class_scores(conf, 1)
+    assert (c1.precision, c1.recall, c1.f1, c1.iou) == pytest.approx((1 / 3, 0.5, 0.4, 0.25))
+    c2 = class_scores(conf, 2)
+    assert (c2.tp, c2.fp, c2.fn) == (2, 0, 1)
+    assert Scores(0, 0, 0).f1 == 0.0
+
+
+def test_accumulator_report_sums_over_images() -> None:
+    """Two images accumulate pixel counts, per-class mean/std and image-level rates."""
+    acc = Accumulator(["a", "b"])
+    gt1 = np.array([[0, 1], [1, 0]], np.uint8)
+    pred1 = np.array([[0, 1], [0, 0]], np.uint8)
+    prob1 = np.array([[0.1, 0.9], [0.4, 0.0]], np.float32)
+    acc.add(gt1, pred1, prob1, label=1, score=0.9, image_pred=1)
+    gt2 = np.zeros((2, 2), np.uint8)
+    pred2 = np.array([[0, 0], [0, 2]], np.uint8)
+    acc.add(gt2, pred2, np.array([[0, 0], [0, 0.7]], np.float32), label=0, score=0.7, image_pred=2)
+    r = acc.report()
+    # binary: TP 1, FP 1, FN 1
+    assert r["pixel.precision"] == pytest.approx(0.5)
+    assert r["pixel.recall"] == pytest.approx(0.5)
+    assert r["pixel.iou"] == pytest.approx(1 / 3)
+    # class a: TP 1 FN 1 -> f1 2/3; class b has no ground truth -> left out of mean
+    assert r["class.a.f1"] == pytest.approx(2 / 3)
+    assert r["class.mean.f1"] == pytest.approx(2 / 3) and r["class.std.f1"] == 0.0
+    assert r["image.defect_recall"] == 1.0 and r["image.false_reject_rate"] == 1.0
+    assert acc.image_confusion().tolist() == [[0, 0, 1], [0, 1, 0], [0, 0, 0]]
+    sweep = {s["threshold"]: s for s in acc.image_sweep()}
+    assert sweep[0.8]["defect_recall"] == 1.0 and sweep[0.8]["false_reject_rate"] == 0.0
+    curve = {c["threshold"]: c for c in acc.pixel_pr_curve()}
+    assert curve[0.5]["precision"] == pytest.approx(0.5)  # 0.9 (defect) and 0.7 (background)
+    assert curve[0.8]["precision"] == pytest.approx(1.0) and curve[0.8]["recall"] == 0.5
+
+
+def test_image_score_respects_minimum_area() -> None:
+    """A 1-pixel spike at 0.95 does not count with min area 4; a 2x2 blob at 0.6 does."""
+    prob = np.zeros((10, 10), np.float32)
+    prob[1, 1] = 0.95
+    prob[5:7, 5:7] = 0.6
+    assert image_score(prob, 1) == pytest.approx(0.95)
+    assert image_score(prob, 4) == pytest.approx(0.6)
+    assert image_score(prob, 5) == 0.0
+    assert has_region(prob >= 0.5, 4) and not has_region(prob >= 0.7, 2)
