@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -195,7 +196,7 @@ def test_window_geometry_384_with_25_percent_overlap() -> None:
     starts = window_starts(1000, 384, 0.25)
     assert starts == [0, 288, 576, 616]
     assert starts[-1] + 384 == 1000
-    assert all(b - a <= 288 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a <= 288 for a, b in itertools.pairwise(starts))
     assert window_starts(384, 384, 0.25) == [0]
     assert window_starts(200, 384, 0.25) == [0]
     patch = crop(np.ones((200, 300), np.uint8), 0, 0, 384)
