@@ -170,7 +170,7 @@ def frame_focus_score(frame: Frame, fraction: float) -> float:
 def uniformity(flat: Array, fraction: float) -> tuple[float, float, float]:
     """(min/max, min, max) of the flat over the ROI after reduction to ~64 px wide
     (colour: channel mean)."""
-    plane = flat.mean(axis=2) if flat.ndim == 3 else flat
+    plane = _no_alpha(flat).mean(axis=2) if flat.ndim == 3 else flat
     h, w = plane.shape
     if w > UNIFORMITY_WIDTH:
         size = (UNIFORMITY_WIDTH, max(1, round(h * UNIFORMITY_WIDTH / w)))
@@ -231,6 +231,11 @@ def average_frames(rig: Rig, count: int) -> tuple[Array, Frame]:
         last = frame
     assert acc is not None and last is not None
     return (acc / count).astype(np.float32), last
+
+
+def _no_alpha(array: Array) -> Array:
+    """The colour channels of an RGBa array (others unchanged)."""
+    return array[:, :, :3] if array.ndim == 3 and array.shape[2] == 4 else array
 
 
 def _fail_on_camera_error(step: StepName, camera: str, exc: Exception) -> StepResult:
@@ -449,11 +454,14 @@ def run_dark(rig: Rig, cal: CalibrationConfig) -> StepResult:
     except (CameraError, LightError) as exc:
         return _fail_on_camera_error("dark", cam.name, exc)
     top = full_scale(last)
+    if dark.ndim == 3 and dark.shape[2] == 4:
+        dark[:, :, 3] = 0.0  # alpha is no light
+    colour = _no_alpha(dark)
     ys, xs = roi_slices(dark.shape, cal.roi_fraction)
-    mean = float(dark.mean()) / top
+    mean = float(colour.mean()) / top
     measured: Measured = {
-        "mean": round(mean, 5), "max": round(float(dark.max()) / top, 5),
-        "roi_mean": round(float(dark[ys, xs].mean()) / top, 5),
+        "mean": round(mean, 5), "max": round(float(colour.max()) / top, 5),
+        "roi_mean": round(float(colour[ys, xs].mean()) / top, 5),
         "width": last.width, "height": last.height, "frames": cal.dark_frames,
     }
     if mean > cal.dark_max_mean:
@@ -496,8 +504,9 @@ def run_flat(rig: Rig, cal: CalibrationConfig, dark: Array | None) -> StepResult
         notes.append("no dark map: the flat is not dark-corrected")
     signal = mean_img - dark if dark is not None else mean_img
     ys, xs = roi_slices(signal.shape, cal.roi_fraction)
-    roi_mean = float(signal[ys, xs].mean())
-    sat = float(np.count_nonzero(mean_img[ys, xs] >= top * 0.999)) / float(mean_img[ys, xs].size)
+    roi_mean = float(_no_alpha(signal)[ys, xs].mean())
+    raw_roi = _no_alpha(mean_img)[ys, xs]
+    sat = float(np.count_nonzero(raw_roi >= top * 0.999)) / float(raw_roi.size)
     measured: Measured = {"roi_mean": round(roi_mean / top, 5), "saturated": round(sat, 5),
                           "frames": cal.flat_frames, "width": last.width,
                           "height": last.height}
@@ -518,6 +527,8 @@ def run_flat(rig: Rig, cal: CalibrationConfig, dark: Array | None) -> StepResult
             measured, cal.flat_frames,
         )
     flat = (signal / roi_mean).astype(np.float32)
+    if flat.ndim == 3 and flat.shape[2] == 4:
+        flat[:, :, 3] = 1.0  # alpha is not corrected
     ratio, lo, hi = uniformity(flat, cal.roi_fraction)
     measured.update({"uniformity": round(ratio, 4), "min": round(lo, 4), "max": round(hi, 4)})
     note = ("; " + "; ".join(notes)) if notes else ""
