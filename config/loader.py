@@ -201,7 +201,9 @@ def load_config(
         _set_dotted(data, key, _parse_scalar(raw), source)
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. cycle.queue_depth=4")
+            raise ConfigError(
+                f"--set {item!r}: expected dotted.key=value, e.g. cycle.queue_depth=4"
+            )
         key, raw = item.split("=", 1)
         _set_dotted(data, key.strip(), _parse_scalar(raw), f"--set {item!r}")
     try:

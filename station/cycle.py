@@ -206,7 +206,7 @@ def run_cycle(
         station=cfg.name,
         inspection_id=inspection_id,
         part_id=part_id,
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reasons=reasons,
         started_at=iso(started),
         finished_at=iso(time.time()),

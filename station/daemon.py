@@ -191,10 +191,10 @@ class Daemon:
 
     def _turn(self, poller: zmq.Poller) -> None:
         events = dict(poller.poll(POLL_MS))
-        if self._router in events:
+        if self._router is not None and self._router in events:
             for _ in range(MAX_REQUESTS_PER_TURN):
                 try:
-                    frames = self._router.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
+                    frames = self._router.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 self._handle(frames)
@@ -349,7 +349,7 @@ class Daemon:
             self._outcomes.put((job, outcome))
 
     def _acquirer(self) -> Acquirer | None:
-        return self.rig  # type: ignore[no-any-return]
+        return self.rig
 
     def _error(self, job: Job, reason: str) -> Outcome:
         return error_outcome(
@@ -455,7 +455,7 @@ class Daemon:
         if state is None:
             state = "stopping" if self._stop.is_set() else ("degraded" if problems else "ready")
         return StatusMessage(
-            station=self.cfg.name, state=state,  # type: ignore[arg-type]
+            station=self.cfg.name, state=state,
             problems=problems,
             uptime_s=round(time.monotonic() - self._started_at, 3), pid=os.getpid(),
             counts=self.store.counts(),

@@ -106,7 +106,8 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot write defect map {str(path)!r}: {exc.strerror}") from exc
         if self._map_bytes is None:
-            self._map_bytes = sum(p.stat().st_size for p in (self.data_dir / "maps").glob("*/*.png"))
+            maps = (self.data_dir / "maps").glob("*/*.png")
+            self._map_bytes = sum(p.stat().st_size for p in maps)
         else:
             self._map_bytes += len(png)
         return rel.as_posix()

@@ -9,10 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ci_runs_the_readme_setup_and_test_commands() -> None:
-    """Each command line after a '# README set-up/test command:' comment in .ci/run appears in the README."""
+    """The line after each '# README set-up/test command:' in .ci/run is in the README."""
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    commands = [ci[i + 1] for i, line in enumerate(ci) if re.match(r"# README (set-up|test) command:", line)]
+    marker = re.compile(r"# README (set-up|test) command:")
+    commands = [ci[i + 1] for i, line in enumerate(ci) if marker.match(line)]
     assert len(commands) == 2
     for cmd in commands:
         assert f"\n{cmd}\n" in readme, cmd

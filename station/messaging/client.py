@@ -16,7 +16,7 @@ class NoAnswer(Exception):
 
 def request(endpoint: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Send one JSON request on a REQ socket and return the decoded reply."""
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
@@ -41,7 +41,7 @@ def subscribe(
 
     With ``timeout_s``, stops after that long without a message.
     """
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     for topic in topics:

@@ -105,7 +105,7 @@ def test_wrong_type_and_bad_choice(tmp_path: Path) -> None:
 
 def test_duplicate_camera_names_refused(tmp_path: Path) -> None:
     """Two cameras with one name cannot be told apart in verdicts."""
-    with pytest.raises(ConfigError, match="unique; a appears more than once"):
+    with pytest.raises(ConfigError, match=r"unique; a appears more than once"):
         load_config(write(tmp_path, "cameras: [{name: a}, {name: a}]\n"), env={})
 
 
@@ -119,7 +119,7 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
 
 def test_missing_file_names_shipped_configs() -> None:
     """A config that is neither a file nor a shipped name lists the shipped ones."""
-    with pytest.raises(ConfigError, match="default, genicam-sim, booth.example"):
+    with pytest.raises(ConfigError, match=r"default, genicam-sim, booth\.example"):
         find_config("/no/such/file.yaml")
 
 
@@ -141,5 +141,5 @@ def test_bad_set_overrides(override: str, message: str) -> None:
 
 def test_bad_environment_override_names_the_variable() -> None:
     """A bad value from the environment names the variable's key."""
-    with pytest.raises(ConfigError, match="cycle.queue_depth = 'many'"):
+    with pytest.raises(ConfigError, match=r"cycle\.queue_depth = 'many'"):
         load_config("default", env={"STATION_CYCLE__QUEUE_DEPTH": "many"})

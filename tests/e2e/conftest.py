@@ -47,7 +47,9 @@ class RunningStation:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            raise AssertionError(f"daemon did not stop within {timeout_s} s:\n{self.log()}")
+            raise AssertionError(
+                f"daemon did not stop within {timeout_s} s:\n{self.log()}"
+            ) from None
         return code, time.monotonic() - t0
 
 
@@ -83,7 +85,9 @@ def start_station(
         except NoAnswer:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(f"daemon not up in {ready_timeout_s} s:\n{station.log()}")
+                raise AssertionError(
+                    f"daemon not up in {ready_timeout_s} s:\n{station.log()}"
+                ) from None
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
@@ -213,10 +214,8 @@ def test_sd_notify_ready_and_watchdog(run_station: Factory, tmp_path: Path) -> N
         got: list[str] = []
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and got.count("WATCHDOG=1") < 3:
-            try:
+            with contextlib.suppress(TimeoutError):
                 got.extend(sock.recv(4096).decode().split("\n"))
-            except TimeoutError:
-                pass
         assert "READY=1" in got
         assert got.count("WATCHDOG=1") >= 3
         assert got.index("READY=1") < got.index("WATCHDOG=1") or "READY=1" in got
