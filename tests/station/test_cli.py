@@ -1,0 +1,63 @@
+"""Tests of station.cli and the config/history/schema subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from station.cli import build_parser, main
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(action.choices)
+
+
+@pytest.mark.parametrize("name", subcommands())
+def test_every_subcommand_has_help(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`station NAME --help` exits 0 and prints a usage line."""
+    with pytest.raises(SystemExit) as exc:
+        main([name, "--help"])
+    assert exc.value.code == 0
+    assert f"station {name}" in capsys.readouterr().out
+
+
+def test_the_commands_the_issues_name_exist() -> None:
+    """The subcommands the README and the issues promise are all there."""
+    assert set(subcommands()) >= {
+        "run", "config", "schema", "trigger", "watch", "history", "status", "devices",
+        "lights", "lightsim", "inspect", "bench", "model", "train", "evaluate", "study",
+        "capture",
+    }
+
+
+def test_config_check_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`config check` says OK (exit 0) or lists the problems (exit 2)."""
+    assert main(["config", "check", "default"]) == 0
+    assert "OK" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("messaging: {max_request_bytes: 10}\nlights: {colour: red}\n")
+    assert main(["config", "check", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "messaging.max_request_bytes = 10" in err and ">= 256" in err
+    assert "lights.colour" in err and "unknown key" in err
+
+
+def test_config_show_yaml_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """`config show` prints the effective config with defaults and overrides applied."""
+    assert main(["config", "show", "default", "--set", "cycle.queue_depth=9"]) == 0
+    data = yaml.safe_load(capsys.readouterr().out)
+    assert data["cycle"]["queue_depth"] == 9 and data["storage"]["max_disk_mb"] == 2048
+    assert main(["config", "show", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "demo-station"
+
+
+def test_history_on_an_empty_data_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`history` without a store says so instead of failing."""
+    assert main(["history", "--data-dir", str(tmp_path)]) == 0
+    assert "no inspections yet" in capsys.readouterr().out
