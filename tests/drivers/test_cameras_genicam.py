@@ -1,0 +1,218 @@
+"""The GenICam backend against the real GenTL producer viky.cti (harvesters, worker
+processes, shared memory): discovery, selection, features and their errors, formats,
+timestamps, two devices at once, a killed and a hung worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from config.cameras import CameraConfig, GenICamConfig
+from config.errors import CameraFeatureError, CameraLost, CameraNotFound
+from drivers.cameras import CameraRig, GenICamCamera, discover, open_camera
+from drivers.cameras._cti import GENTL_PATH_VAR, resolve_producers, viky_cti
+
+Events = list[tuple[str, dict[str, object]]]
+
+
+def _cam(name: str = "cam0", timeout_s: float = 3.0, **genicam: object) -> GenICamCamera:
+    cfg = CameraConfig(name=name, backend="genicam", timeout_s=timeout_s,
+                       genicam=GenICamConfig(**genicam))  # type: ignore[arg-type]
+    cam = open_camera(cfg, Path("."))
+    assert isinstance(cam, GenICamCamera)
+    return cam
+
+
+@pytest.fixture(scope="module")
+def blue() -> Iterator[GenICamCamera]:
+    """viky's third device, opened by device id with a 320 x 240 Mono8 stream."""
+    cam = _cam("blue", device_id="VikyTL_DEV_blue",
+               features={"PixelFormat": "Mono8", "Width": 320, "Height": 240})
+    cam.open()
+    yield cam
+    cam.close()
+
+
+def test_viky_is_found_in_the_installed_genicam_package(tmp_path: Path) -> None:
+    """'viky' resolves to the wheel's viky.cti; GENICAM_GENTL64_PATH adds its .cti files."""
+    import genicam
+
+    path = viky_cti()
+    assert path.name == "viky.cti" and path.parent == Path(genicam.__file__).parent
+    assert resolve_producers(["viky", "VIKY"]) [0] == path.resolve()
+    (tmp_path / "other.cti").write_bytes(b"")
+    env = {GENTL_PATH_VAR: f"{tmp_path}{os.pathsep}{path.parent}"}
+    found = resolve_producers(["viky"], environ=env)
+    assert found == [path.resolve(), (tmp_path / "other.cti").resolve()]
+    with pytest.raises(CameraNotFound, match=r"'/no/such.cti' not found"):
+        resolve_producers(["/no/such.cti"])
+
+
+def test_discovery_lists_vikys_three_devices() -> None:
+    """The producer, asked in a worker process, sees three devices with serials 0, 1, 2."""
+    (report,) = discover([viky_cti()])
+    assert report.error is None
+    assert [d["serial_number"] for d in report.devices] == ["0", "1", "2"]
+    assert [d["id"] for d in report.devices] == [
+        "VikyTL_DEV_red", "VikyTL_DEV_green", "VikyTL_DEV_blue"]
+    assert {d["vendor"] for d in report.devices} == {"Machine Vision Games Ltd."}
+    assert {d["access_status"] for d in report.devices} == {"available (read/write)"}
+
+
+def test_open_by_device_id_applies_features_and_streams_mono8(blue: GenICamCamera) -> None:
+    """Features are applied and read back; frames are Mono8 of that size, fully owned."""
+    assert blue.info["serial_number"] == "2" and blue.info["mode"] == "single"
+    assert blue.get_feature("Width") == 320
+    blue.trigger()
+    f = blue.grab(3.0)
+    f.validate()
+    assert f.data.shape == (240, 320) and f.data.dtype == np.uint8 and f.data.flags.owndata
+    assert f.complete and f.pixel_format == "Mono8"
+    assert f.device_timestamp_ns is None  # viky has no device timestamps: nothing breaks
+    assert abs(f.host_timestamp_ns - time.time_ns()) < 5e9
+    blue.trigger()
+    assert blue.grab(3.0).frame_id == f.frame_id + 1
+    h = blue.health()
+    assert h.connected and h.serial == "2" and h.model == "Viky" and h.frames >= 2
+
+
+def test_streams_rgba8_after_a_runtime_format_change(blue: GenICamCamera) -> None:
+    """The other format viky offers, RGBa8, arrives as (h, w, 4) uint8."""
+    blue.set_feature("PixelFormat", "RGBa8")
+    try:
+        blue.trigger()
+        f = blue.grab(3.0)
+        f.validate()
+        assert f.pixel_format == "RGBa8" and f.data.shape == (240, 320, 4)
+    finally:
+        blue.set_feature("PixelFormat", "Mono8")
+
+
+@pytest.mark.parametrize(("node", "value", "message"), [
+    ("ExposureTime", 100.0, "feature 'ExposureTime' = 100.0: the device has no node"),
+    ("Widht", 64, "no node 'Widht'; did you mean Width"),
+    ("PayloadSize", 64, "'PayloadSize' = 64: node is read-only \\(RO\\)"),
+    ("Width", 10000, "'Width' = 10000: out of range; allowed 100 .. 800, increment 1"),
+    ("Width", "wide", "'Width' = 'wide': needs an integer; allowed 100 .. 800"),
+    ("AcquisitionFrameRate", 500.0, "'AcquisitionFrameRate' = 500.0: out of range; "
+     "allowed 1 .. 200"),
+    ("PixelFormat", "Mono12", "'PixelFormat' = 'Mono12': not an entry of the enumeration; "
+     "allowed: RGBa8, Mono8"),
+    ("ChunkModeActive", 1, "'ChunkModeActive' = 1: needs true or false"),
+    ("AcquisitionStart", False, "a command node takes true"),
+])
+def test_feature_errors_name_node_value_and_what_it_allows(
+    blue: GenICamCamera, node: str, value: object, message: str
+) -> None:
+    """Each way a feature can be wrong gives a message with the node, the value, the limits."""
+    with pytest.raises(CameraFeatureError, match=message):
+        blue.set_feature(node, value)  # type: ignore[arg-type]
+
+
+def test_unreadable_node_and_a_good_float(blue: GenICamCamera) -> None:
+    """A node not available now cannot be read; a float in range is written and read back."""
+    with pytest.raises(CameraFeatureError, match=r"cannot be read: node is not available"):
+        blue.get_feature("EventGameProgressMessage")
+    blue.set_feature("AcquisitionFrameRate", 50.0)
+    assert blue.get_feature("AcquisitionFrameRate") == pytest.approx(50.0)
+
+
+def test_a_bad_feature_at_open_fails_and_leaves_no_worker() -> None:
+    """Open stops at the first bad feature, names it, and its worker is gone."""
+    cam = _cam(serial_number="0", features={"PixelFormat": "Mono8", "Height": 5})
+    with pytest.raises(CameraFeatureError, match=r"'Height' = 5: out of range; allowed 100"):
+        cam.open()
+    assert cam.pid is None and not cam.health().connected
+    cam.close()
+
+
+def test_selection_errors_list_what_the_producer_sees() -> None:
+    """An unknown serial, an unknown user name and no selector list the devices there are."""
+    with pytest.raises(CameraNotFound, match=r"no device with serial_number='9'; 3 device"):
+        _cam(serial_number="9").open()
+    with pytest.raises(CameraNotFound, match=r"user_defined_name='left'.*VikyTL_DEV_red"):
+        _cam(user_defined_name="left").open()
+    with pytest.raises(CameraNotFound, match=r"no selector"):
+        _cam().open()
+
+
+def test_trigger_modes_viky_lacks_are_refused() -> None:
+    """Asking viky (no trigger nodes) for a software or hardware trigger says why."""
+    with pytest.raises(CameraFeatureError, match=r"'software' needs the nodes TriggerMode"):
+        _cam(index=0, trigger="software").open()
+
+
+def test_two_devices_at_once_killed_and_hung_workers(tmp_path: Path) -> None:
+    """Two viky devices in a rig: concurrent frames, the caller free while they wait; a
+    worker killed mid-stream gives camera_lost then camera_recovered; a hung worker is
+    killed within timeout + margin instead of hanging the caller."""
+    events: Events = []
+    cams = [_cam(f"cam{i}", timeout_s=1.0, serial_number=str(i), reply_margin_s=0.5,
+                 features={"PixelFormat": "Mono8", "Width": 200, "Height": 100})
+            for i in range(2)]
+    rig = CameraRig(cams, on_event=lambda k, d: events.append((k, d)),
+                    reconnect_backoff_s=0.05, monitor_interval_s=0.05)
+    try:
+        rig.open()
+        assert [h.serial for h in rig.health()] == ["0", "1"]
+        # concurrency: a 'ping' thread keeps being served within 50 ms during acquisition
+        done, worst = threading.Event(), [0.0]
+
+        def ping() -> None:
+            while not done.is_set():
+                t = time.monotonic()
+                time.sleep(0.005)
+                worst[0] = max(worst[0], time.monotonic() - t)
+
+        pinger = threading.Thread(target=ping)
+        pinger.start()
+        for _ in range(3):
+            frames = rig.acquire()
+        done.set()
+        pinger.join()
+        assert [f.camera for f in frames] == ["cam0", "cam1"]
+        assert all(f.data.shape == (100, 200) for f in frames)
+        assert frames[0].extra["skew_clock"] == "host" and rig.last_skew_ns is not None
+        assert worst[0] < 0.05, f"caller starved for {worst[0] * 1000:.0f} ms"
+
+        # a worker killed mid-stream
+        old_pid = cams[1].pid
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGKILL)
+        with pytest.raises(CameraLost, match=r"cam1"):
+            for _ in range(3):
+                rig.acquire()
+        deadline = time.monotonic() + 15
+        while not any(k == "camera_recovered" for k, _ in events) and (
+                time.monotonic() < deadline):
+            time.sleep(0.05)
+        kinds = [k for k, _ in events]
+        assert kinds == ["camera_lost", "camera_recovered"], events
+        assert events[0][1]["camera"] == "cam1" and events[1][1]["camera"] == "cam1"
+        assert cams[1].pid not in (None, old_pid)
+        assert len(rig.acquire()) == 2
+
+        # a hung worker (stopped): the grab is abandoned after timeout + margin
+        hung = cams[0].pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)
+        t0 = time.monotonic()
+        with pytest.raises(CameraLost, match=r"cam0: its worker did not answer"):
+            rig.acquire()
+        assert time.monotonic() - t0 < 1.0 + 0.5 + 1.0
+        with pytest.raises(ProcessLookupError):
+            os.kill(hung, 0)
+    finally:
+        t0 = time.monotonic()
+        rig.close()
+        assert time.monotonic() - t0 < 5
+    assert all(c.pid is None for c in cams)
+    with pytest.raises(CameraLost, match=r"not open"):
+        cams[0].trigger()
