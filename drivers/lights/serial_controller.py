@@ -9,7 +9,7 @@ A vanished port (USB adapter pulled, simulator gone) raises ``LightPortError``; 
 reopened by the next request once the backoff has passed (``reopen_backoff_s`` doubling up to
 ``reopen_backoff_max_s``), never blocking longer than one open attempt plus one exchange. After
 every (re)open every channel is switched off first: a controller that kept power may still be
-lit. ``off`` ignores the backoff: switching off is worth an extra open attempt.
+lit. Closing and the guard ignore the backoff: switching off is worth an extra open attempt.
 
 Lights never stay on: ``close`` switches them off, ``on`` switches them off again when it
 fails half way, and a guard thread switches them off once they have been on for ``max_on_s``
@@ -114,12 +114,15 @@ class SerialLuminaires:
                         self.set_intensity(ch.channel, ch.intensity)
                     self.set_channel(ch.channel, True)
             except LightError:
-                self._safe_off()
+                self._safe_off(force=False)
                 raise
 
     def off(self) -> None:
-        """Every channel off (one broadcast request); never raises, logs a failure."""
-        self._safe_off()
+        """Every channel off (one broadcast request); never raises, logs a failure.
+
+        A vanished port is reopened for it only once the backoff has passed.
+        """
+        self._safe_off(force=False)
 
     def set_intensity(self, channel: int, value: int) -> None:
         """Set one channel's intensity, 0..255 (does not switch it on)."""
@@ -166,7 +169,7 @@ class SerialLuminaires:
         """Lights off, guard stopped, port closed; safe to call twice."""
         if not self._opened:
             return
-        self._safe_off()
+        self._safe_off(force=True)
         with self._guard_cv:
             self._guard_stop = True
             self._guard_cv.notify_all()
@@ -239,16 +242,20 @@ class SerialLuminaires:
             self.guard_trips += 1
             log.warning("lights.max_on_guard", port=self.port, on_for_s=round(on_for, 3),
                         max_on_s=self.cfg.max_on_s)
-            if not self._safe_off():
+            if not self._safe_off(force=True):
                 retry_at = self._clock() + self.cfg.reopen_backoff_s
 
-    def _safe_off(self) -> bool:
-        """All channels off; True on success, False (logged) on failure."""
+    def _safe_off(self, *, force: bool) -> bool:
+        """All channels off; True on success, False (logged) on failure.
+
+        ``force``: try to reopen a vanished port even before the backoff has passed (the
+        guard and ``close`` do: switching off is worth an extra open attempt).
+        """
         with self._io:
             if not self._opened:
                 return True
             try:
-                self._connect(force=True)
+                self._connect(force=force)
                 self._request(p.light_request(p.ALL_CHANNELS, False), p.ALL_CHANNELS, "all off")
             except LightError as exc:
                 log.error("lights.off_failed", port=self.port, error=str(exc))

@@ -142,6 +142,11 @@ class LightSimulator:
             with self._lock:
                 self._lock.wait_for(lambda: self._applied >= wanted, THREAD_WAIT_S)
 
+    def inject(self, data: bytes) -> None:
+        """Send unsolicited bytes to the host now (line noise, a reply arriving too late)."""
+        with self._lock:
+            self._reply(data, delay=False)
+
     def state(self, channel: int) -> p.ChannelStatus:
         """One channel's state."""
         with self._lock:
@@ -257,8 +262,8 @@ class LightSimulator:
                 if reply is not None:
                     self._reply(reply)
 
-    def _reply(self, data: bytes) -> None:
-        if self.reply_delay_s and self._stop.wait(self.reply_delay_s):
+    def _reply(self, data: bytes, *, delay: bool = True) -> None:
+        if delay and self.reply_delay_s and self._stop.wait(self.reply_delay_s):
             return
         master = self._master
         while data and master is not None:

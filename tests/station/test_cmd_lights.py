@@ -44,7 +44,7 @@ def write_config(tmp_path: Path, port: Path | str, backend: str = "serial") -> s
         "lights:\n"
         f"  backend: {backend}\n"
         f"  port: {port}\n"
-        "  reply_timeout_s: 0.1\n"
+        "  reply_timeout_s: 1.0\n"
         "  retries: 0\n"
         "  max_on_s: 5\n"
     )
