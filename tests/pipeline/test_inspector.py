@@ -1,0 +1,164 @@
+"""The Inspector end to end on the CPU with tiny and oracle models, and the shipped default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from config import load_config
+from config.errors import CheckpointError, ConfigError, PipelineError
+from config.rules import RulesConfig
+from pipeline import Inspector
+from pipeline.types import CameraCalibration, InputImage, Verdict
+from tests.models.tester import CLASSES, ConstantModel, OracleModel, inspector_for, tiny_spec
+
+RULES = RulesConfig.model_validate({"default": {"min_area_mm2": 1.0, "min_area_px": 50}})
+
+
+def _frame(h: int = 150, w: int = 200) -> np.ndarray:  # type: ignore[type-arg]
+    img = np.full((h, w), 40, np.uint8)
+    img[30:50, 60:100] = 220  # 20 x 40 = 800 px bright square
+    img[100:104, 150:154] = 220  # 16 px
+    return img
+
+
+def test_known_defects_through_the_whole_pipeline() -> None:
+    """Bright squares of known size come back as Crack defects with exactly that area, in
+    full-frame coordinates, with mm², and the verdict names the large one."""
+    ins = inspector_for(OracleModel(), rules=RULES)
+    result = ins.inspect([InputImage("cam0", _frame(), "Mono8")], mm_per_px={"cam0": 0.1})
+    (cam,) = result.cameras
+    assert [(d.class_name, d.area_px, d.box) for d in cam.defects] == [
+        ("Crack", 800, (60, 30, 40, 20)), ("Crack", 16, (150, 100, 4, 4))]
+    assert cam.defects[0].area_mm2 == pytest.approx(8.0)
+    assert result.verdict is Verdict.FAIL
+    assert result.reasons == ["Crack 8.0 mm2 >= 1.0 mm2 at (80, 40) on cam0 (score 1.00)"]
+    assert cam.defect_map.shape == (38, 50) and cam.defect_map.dtype == np.uint8
+    assert set(np.unique(cam.defect_map)) == {0, 2}
+    assert set(result.timings_ms) == {"preprocess", "infer", "postprocess", "verdict", "total"}
+
+
+def test_two_cameras_bayer_and_flat_field() -> None:
+    """Two cameras: a vignetted Bayer frame corrected by its flat field gives what the ideal
+    frame gives (and not what the uncorrected one gives), a clean camera passes, and the
+    calibration's scale wins over the argument."""
+    h, w = 96, 128
+    scene = np.full((h, w), 40.0, np.float32)
+    scene[40:60, 40:70] = 220.0
+    flat = np.linspace(0.7, 1.3, w, dtype=np.float32)[None, :].repeat(h, 0)
+    raw = np.clip(scene * flat, 0, 255).astype(np.uint8)
+    cal = CameraCalibration(flat=flat, mm_per_px=0.2, calibration_id="c")
+    ins = inspector_for(OracleModel(), rules=RULES)
+    images = [InputImage("cam0", raw, "BayerRG8"),
+              InputImage("cam1", np.full((h, w), 30, np.uint8), "Mono8")]
+    result = ins.inspect(images, {"cam0": cal}, {"cam0": 0.1, "cam1": 0.1})
+    cam0, cam1 = result.cameras
+    ideal = ins.inspect([InputImage("cam0", scene.astype(np.uint8), "BayerRG8")])
+    uncorrected = ins.inspect([InputImage("cam0", raw, "BayerRG8")])
+    areas = [d.area_px for d in ideal.cameras[0].defects]
+    assert [d.area_px for d in cam0.defects] == areas
+    assert [d.area_px for d in uncorrected.cameras[0].defects] != areas
+    assert 600 <= areas[0] <= 600 + 2 * (20 + 30) + 4  # the square, one demosaic px around
+    assert cam0.defects[0].area_mm2 == pytest.approx(areas[0] * 0.04)
+    assert cam1.defects == []
+    assert result.verdict is Verdict.FAIL and "on cam0" in result.reasons[0]
+
+
+def test_clean_frames_pass() -> None:
+    """Nothing bright, nothing found: PASS without reasons, an all-zero defect map."""
+    ins = inspector_for(OracleModel(), rules=RULES)
+    result = ins.inspect([InputImage("cam0", np.full((70, 90), 10, np.uint8), "Mono8")])
+    assert result.verdict is Verdict.PASS and result.reasons == []
+    assert not result.cameras[0].defect_map.any()
+
+
+def test_whole_frame_mode_agrees_with_tiles() -> None:
+    """Whole-frame mode finds the same defects as tiled mode for a pointwise model."""
+    tiled = inspector_for(OracleModel(), rules=RULES)
+    whole = inspector_for(OracleModel(), rules=RULES, mode="whole")
+    img = [InputImage("cam0", _frame(), "Mono8")]
+    assert tiled.inspect(img).cameras[0].defects == whole.inspect(img).cameras[0].defects
+
+
+def test_region_of_interest_hides_defects_outside() -> None:
+    """A region around the small square leaves only the small square."""
+    from pipeline.verdict import Region
+
+    ins = inspector_for(OracleModel(), rules=RULES)
+    ins.regions["cam0"] = Region(polygon=((140.0, 90.0), (170.0, 90.0), (170.0, 120.0),
+                                          (140.0, 120.0)))
+    result = ins.inspect([InputImage("cam0", _frame(), "Mono8")])
+    assert [d.area_px for d in result.cameras[0].defects] == [16]
+
+
+def test_truncated_list_keeps_the_verdict() -> None:
+    """With max_defects 1 only the largest is listed, but the verdict saw all of them."""
+    ins = inspector_for(OracleModel(), rules=RULES, max_defects=1)
+    result = ins.inspect([InputImage("cam0", _frame(), "Mono8")])
+    assert len(result.cameras[0].defects) == 1
+    assert result.verdict is Verdict.FAIL
+
+
+def test_bad_input_raises() -> None:
+    """No images, two images of one camera, foreign objects: PipelineError, not a verdict."""
+    ins = inspector_for(ConstantModel([1.0, 0.0, 0.0]))
+    img = InputImage("cam0", np.zeros((64, 64), np.uint8), "Mono8")
+    with pytest.raises(PipelineError, match="at least one"):
+        ins.inspect([])
+    with pytest.raises(PipelineError, match="one image per camera"):
+        ins.inspect([img, img])
+    with pytest.raises(PipelineError, match="InputImage"):
+        ins.inspect([np.zeros((4, 4))])  # type: ignore[list-item]
+
+
+def test_nan_output_is_an_error_not_a_pass() -> None:
+    """A network producing NaN makes the inspection fail loudly (never a silent PASS)."""
+    ins = inspector_for(ConstantModel([float("nan"), 0.0, 0.0]))
+    with pytest.raises(PipelineError, match="NaN"):
+        ins.inspect([InputImage("cam0", np.zeros((64, 64), np.uint8), "Mono8")])
+
+
+def test_rules_and_thresholds_must_name_model_classes() -> None:
+    """A rule or threshold for a class the model lacks is a ConfigError listing the classes."""
+    with pytest.raises(ConfigError, match="Blowhole, Crack"):
+        inspector_for(OracleModel(), rules=RulesConfig.model_validate(
+            {"classes": {"Scratch": {}}}))
+    from tests.models.tester import checkpoint_for
+
+    with pytest.raises(ConfigError, match=r"model\.thresholds"):
+        Inspector(checkpoint_for(OracleModel()), thresholds={"Dent": 0.3})
+
+
+def test_sigmoid_head() -> None:
+    """A sigmoid (multi-label/binary) head: channels are the defect classes, no background."""
+    spec = tiny_spec(head="sigmoid", classes=["background", "defect"])
+    ins = inspector_for(ConstantModel([4.0]), spec=spec, rules=RULES)
+    result = ins.inspect([InputImage("cam0", np.zeros((64, 64), np.uint8), "Mono8")])
+    (d,) = result.cameras[0].defects
+    assert d.class_name == "defect" and d.area_px == 64 * 64
+    assert d.max_score == pytest.approx(float(torch.sigmoid(torch.tensor(4.0))))
+
+
+def test_from_config_runs_the_shipped_default_model() -> None:
+    """The default config loads the shipped model on the CPU and reports what it runs."""
+    cfg = load_config("default", ["pipeline.device=cpu"])
+    ins = Inspector.from_config(cfg)
+    info = ins.model_info
+    assert info["trained"] is False and info["device"] == "cpu"
+    assert info["classes"] == ["background", "Blowhole", "Break", "Crack", "Fray", "Uneven"]
+    assert str(info["model_id"]).startswith("default-unet-lite0@")
+    assert {"architecture", "encoder"} <= set(info)
+    result = ins.inspect([InputImage("cam0", np.full((64, 96), 100, np.uint8), "Mono8")],
+                         mm_per_px={"cam0": 0.1})
+    assert result.cameras[0].defect_map.shape == (16, 24)
+    assert CLASSES[0] == "background"
+
+
+def test_from_config_missing_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint path that does not exist is a CheckpointError naming it."""
+    cfg = load_config("default", [f"model.checkpoint={tmp_path / 'nope.ckpt'}"])
+    with pytest.raises(CheckpointError, match=r"nope\.ckpt"):
+        Inspector.from_config(cfg)
