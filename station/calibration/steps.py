@@ -268,8 +268,8 @@ def run_exposure(rig: Rig, cal: CalibrationConfig) -> StepResult:
     if exposure is None:
         return StepResult(
             "exposure", cam.name, "SKIP",
-            f"camera {cam.name} has no ExposureTime feature (GenICam node missing or not "
-            "numeric): exposure cannot be adjusted, the camera's own setting stays",
+            f"exposure: camera {cam.name} has no ExposureTime feature (GenICam node missing "
+            "or not numeric), so exposure cannot be adjusted; the camera's own setting stays",
         )
     gain = _feature_float(cam, "Gain")
     gain_start = gain

@@ -327,12 +327,17 @@ def _run_step(
     return st.run_lights(rig, cal)
 
 
+def _reason(message: str, limit: int = 48) -> str:
+    """A message without its "step: " prefix, cut to ``limit`` characters."""
+    reason = message.split(": ", 1)[-1]
+    return reason if len(reason) <= limit else reason[:limit - 1] + "…"
+
+
 def short(result: StepResult) -> str:
-    """The one number worth a summary cell."""
+    """The one number worth a summary cell (else the reason, shortened)."""
     m = result.measured
     if result.status == "SKIP":
-        reason = result.message.split(": ", 1)[-1]
-        return reason if len(reason) <= 48 else reason[:47] + "…"
+        return _reason(result.message)
     if result.step == "exposure" and "exposure_us" in m:
         gain = m.get("gain_db")
         g = f", {gain:.1f} dB" if isinstance(gain, float) and gain else ""
@@ -348,8 +353,9 @@ def short(result: StepResult) -> str:
     if result.step == "lights":
         rises = [f"{k[5:]} {v:+.3f}" for k, v in m.items()
                  if k.startswith("rise_") and isinstance(v, float)]
-        return ", ".join(rises) or "-"
-    return "-"
+        if rises:
+            return ", ".join(rises)
+    return _reason(result.message)
 
 
 def summary_table(results: Sequence[StepResult]) -> str:
