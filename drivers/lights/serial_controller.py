@@ -77,13 +77,15 @@ class SerialLuminaires:
 
     # ------------------------------------------------------------------ Luminaires
     def open(self) -> None:
-        """Open the port, switch everything off, identify, apply pulse widths.
+        """Open the port and greet the controller: all off, identify, pulse widths.
 
-        Raises ``LightError`` when the controller cannot be reached; the driver stays usable
-        (later requests reopen with backoff) and still needs ``close``.
+        Raises ``LightError`` when the controller cannot be reached or refuses; the driver
+        stays usable (later requests reopen with backoff) and still needs ``close``. Calling
+        it again while open retries the connection at once if it is down.
         """
         with self._io:
             if self._opened:
+                self._connect(force=True)
                 return
             self._opened = True
             with self._guard_cv:
@@ -92,10 +94,6 @@ class SerialLuminaires:
                                            daemon=True)
             self._guard.start()
             self._connect(force=True)
-            reply = self._request(p.identify_request(), p.ALL_CHANNELS, "identify")
-            self.ident = reply.data
-            for ch in self.cfg.channels:
-                self.set_pulse_width(ch.channel, ch.pulse_us)
         log.info("lights.opened", port=self.port, backend=self.backend, ident=self.ident)
 
     def on(self) -> None:
@@ -255,8 +253,9 @@ class SerialLuminaires:
             if not self._opened:
                 return True
             try:
-                self._connect(force=force)
-                self._request(p.light_request(p.ALL_CHANNELS, False), p.ALL_CHANNELS, "all off")
+                if not self._connect(force=force):  # a fresh connection is already dark
+                    self._request(p.light_request(p.ALL_CHANNELS, False), p.ALL_CHANNELS,
+                                  "all off")
             except LightError as exc:
                 log.error("lights.off_failed", port=self.port, error=str(exc))
                 return False
@@ -264,10 +263,18 @@ class SerialLuminaires:
             return True
 
     # ------------------------------------------------------------------ port
-    def _connect(self, *, force: bool = False) -> None:
-        """Make sure the port is open (lock held); on a fresh open switch everything off."""
+    def _connect(self, *, force: bool = False) -> bool:
+        """Make sure the port is open and greeted (lock held); True if it was just opened.
+
+        A fresh connection is greeted with ``@00L0`` (a controller that kept power may still
+        be lit), ``@00V`` and the configured pulse widths; intensities are forgotten, so
+        ``on`` sends them again. A greeting that fails closes the port again: the next
+        attempt, after the backoff, starts from scratch.
+        """
         if self._serial is not None:
-            return
+            return False
+        if not self._opened:
+            raise LightPortError(f"lights on {self.port}: used before open() or after close()")
         now = self._clock()
         if not force and now < self._next_reopen:
             raise LightPortError(
@@ -282,17 +289,31 @@ class SerialLuminaires:
             )
         except (ValueError, *_PORT_ERRORS) as exc:
             self._note_error(f"cannot open {self.port} at {self.cfg.baudrate} bit/s: {exc}")
-            self._next_reopen = now + self._backoff
-            self._backoff = min(self._backoff * 2, self.cfg.reopen_backoff_max_s)
+            self._schedule_reopen(now)
             raise LightPortError(f"lights: {self.last_error}") from exc
         self._intensity.clear()
+        try:
+            self._request(p.light_request(p.ALL_CHANNELS, False), p.ALL_CHANNELS, "all off")
+            self._mark_dark(None)
+            self.ident = self._request(p.identify_request(), p.ALL_CHANNELS, "identify").data
+            for ch in self.cfg.channels:
+                self._request(p.pulse_request(ch.channel, ch.pulse_us), ch.channel,
+                              f"pulse {ch.pulse_us} µs")
+        except LightError:
+            self._drop_port()
+            self._schedule_reopen(now)
+            raise
         if self._ever_connected:
             self.reopens += 1
             log.info("lights.port_reopened", port=self.port, reopens=self.reopens)
         self._ever_connected = True
-        self._request(p.light_request(p.ALL_CHANNELS, False), p.ALL_CHANNELS, "all off")
         self._backoff = self.cfg.reopen_backoff_s
-        self._mark_dark(None)
+        return True
+
+    def _schedule_reopen(self, now: float) -> None:
+        """After a failed (re)open: wait the backoff, then double it up to its maximum."""
+        self._next_reopen = now + self._backoff
+        self._backoff = min(self._backoff * 2, self.cfg.reopen_backoff_max_s)
 
     def _drop_port(self) -> None:
         """Close the port quietly (lock held)."""

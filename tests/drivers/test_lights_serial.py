@@ -245,6 +245,39 @@ def _try_on(lights: SerialLuminaires) -> bool:
     return True
 
 
+def test_reopen_greets_the_controller_again(
+    sim: LightSimulator, driver_factory: Callable[..., SerialLuminaires]
+) -> None:
+    """After a reopen: all off, identify and every pulse width again before the command."""
+    lights = driver_factory()
+    sim.set_fault("port_closed")
+    lights.off()
+    sim.set_fault("none")
+    sim.requests.clear()
+    assert wait_for(lambda: _try_on(lights), timeout=3.0)
+    sent = [(r.channel, str(r.command), r.data) for r in sim.requests]
+    assert sent[:4] == [(0, "L", "0"), (0, "V", ""), (1, "P", "00000"), (2, "P", "00250")]
+
+
+def test_refused_greeting_closes_the_port_and_retries_later(tmp_path: Path) -> None:
+    """A controller in local mode (NG 07) at open: LightRefused, port closed; once it
+    accepts remote commands again, the next request connects."""
+    sim = LightSimulator(link=tmp_path / "lights")
+    sim.start()
+    sim.set_fault("ng", code=7)
+    drv = SerialLuminaires(make_cfg(tmp_path / "lights"))
+    try:
+        with pytest.raises(LightRefused, match=r"NG 07 \(controller in local") as info:
+            drv.open()
+        assert info.value.code == 7 and not drv.health().connected
+        sim.set_fault("none")
+        assert wait_for(lambda: _try_on(drv), timeout=3.0)
+        assert sim.lit_channels() == {1, 2} and drv.health().reopens == 0
+    finally:
+        drv.close()
+        sim.stop()
+
+
 def test_backoff_doubles_up_to_its_maximum(tmp_path: Path) -> None:
     """With a fake clock: reopen attempts at +0.02, +0.04, +0.08, +0.1, +0.1 s."""
     now = [100.0]
