@@ -315,6 +315,8 @@ class Session:
         self._exposure: float | None = None
         self._gain: float | None = None
         self._grabs = 0
+        self._pixel_format = ""
+        self._format_warned = False
 
     # -- open / close ------------------------------------------------------------------
 
@@ -354,7 +356,12 @@ class Session:
         # harvesters installs its own SIGINT handler on the main thread: the parent handles
         # Ctrl-C and closes us, so the worker ignores SIGINT.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self._ia.num_buffers = int(gc.get("buffers", 4))
+        wanted = int(gc.get("buffers", 4))
+        minimum = int(getattr(self._ia, "min_num_buffers", 1) or 1)
+        if wanted < minimum:  # e.g. TLSimu announces at least 5
+            self._log("warning", "camera_buffers_raised", camera=self.name, configured=wanted,
+                      producer_minimum=minimum)
+        self._ia.num_buffers = max(wanted, minimum)
         nm = self._ia.remote_device.node_map
         for node, value in dict(gc.get("features", {})).items():
             readback = write_feature(nm, self.name, node, value)
@@ -365,6 +372,7 @@ class Session:
             pixel_format_info(fmt)
         except PixelFormatError as exc:
             raise PixelFormatError(f"camera {self.name}: {exc}") from None
+        self._pixel_format = fmt
         self.mode = self._configure_trigger(nm, str(gc.get("trigger", "auto")),
                                             str(gc.get("trigger_line", "Line0")))
         self._refresh_exposure(nm)
@@ -570,6 +578,10 @@ class Session:
             channels, bits = pixel_format_info(fmt)
         except PixelFormatError as exc:
             raise PixelFormatError(f"camera {self.name}: {exc}") from None
+        if fmt != self._pixel_format and not self._format_warned:
+            self._format_warned = True  # e.g. TLSimu accepts PixelFormat but streams Mono8
+            self._log("warning", "camera_format_differs", camera=self.name,
+                      node_pixel_format=self._pixel_format, buffer_pixel_format=fmt)
         dtype = np.dtype(np.uint8 if bits == 8 else np.uint16)
         h, w = int(c.height), int(c.width)
         src = np.asarray(c.data)
@@ -624,6 +636,8 @@ class Session:
                 if self.mode in ("software", "hardware"):
                     self._start()
         self._refresh_exposure(nm)
+        if node == "PixelFormat":
+            self._pixel_format, self._format_warned = str(result), False
         return result
 
 

@@ -2,7 +2,8 @@
 
 * ``acquire()`` triggers and grabs all cameras concurrently (one thread each, a per-camera
   timeout, one retry on an incomplete frame) and records the skew between the frames'
-  timestamps in each frame's ``extra`` (``skew_ns``, ``skew_clock``) and in ``last_skew_ns``.
+  host timestamps in each frame's ``extra`` (``skew_ns``, ``skew_clock``; ``device_skew_ns``
+  when every camera has a device clock) and in ``last_skew_ns``.
 * A camera that fails to open, reports ``CameraLost`` or times out ``lost_after_timeouts``
   times in a row is *lost*: ``on_event('camera_lost', ...)`` fires once, and a supervisor
   thread reopens it with bounded exponential backoff (``camera_recovered`` when it is back).
@@ -264,17 +265,18 @@ class CameraRig:
             self._mark_lost(slot, str(err))
 
     def _with_skew(self, frames: list[Frame], elapsed_s: float) -> list[Frame]:
-        device = [f.device_timestamp_ns for f in frames]
-        if all(d is not None for d in device) and len(frames) > 1:
-            stamps = [int(d) for d in device if d is not None]
-            clock = "device"
-        else:
-            stamps = [f.host_timestamp_ns for f in frames]
-            clock = "host"
+        """Skew = spread of the frames' host timestamps (the trigger instants for triggered
+        cameras). Device clocks are independent unless the cameras are PTP-synchronised
+        (IEEE 1588), so the device-clock spread is recorded apart, as ``device_skew_ns``."""
+        stamps = [f.host_timestamp_ns for f in frames]
         skew = max(stamps) - min(stamps)
-        self.last_skew_ns, self.last_skew_clock = skew, clock
-        extra = {"skew_ns": str(skew), "skew_clock": clock,
+        self.last_skew_ns, self.last_skew_clock = skew, "host"
+        extra = {"skew_ns": str(skew), "skew_clock": "host",
                  "rig_acquire_ms": f"{elapsed_s * 1000:.1f}"}
+        device = [f.device_timestamp_ns for f in frames]
+        if len(frames) > 1 and all(d is not None for d in device):
+            ticks = [int(d) for d in device if d is not None]
+            extra["device_skew_ns"] = str(max(ticks) - min(ticks))
         return [dataclasses.replace(f, extra={**f.extra, **extra}) for f in frames]
 
     # -- health and recovery ----------------------------------------------------------------

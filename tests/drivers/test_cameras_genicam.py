@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +19,13 @@ import numpy as np
 import pytest
 
 from config.cameras import CameraConfig, GenICamConfig
-from config.errors import CameraFeatureError, CameraLost, CameraNotFound
+from config.errors import (
+    CameraFeatureError,
+    CameraLost,
+    CameraNotFound,
+    CameraTimeout,
+    PixelFormatError,
+)
 from drivers.cameras import CameraRig, GenICamCamera, discover, open_camera
 from drivers.cameras._cti import GENTL_PATH_VAR, resolve_producers, viky_cti
 
@@ -216,3 +226,90 @@ def test_two_devices_at_once_killed_and_hung_workers(tmp_path: Path) -> None:
     assert all(c.pid is None for c in cams)
     with pytest.raises(CameraLost, match=r"not open"):
         cams[0].trigger()
+
+
+# ---------------------------------------------------------------------------------------------
+# TLSimu.cti (genicam 1.5.0 wheel): software trigger and device timestamps, which viky lacks
+# ---------------------------------------------------------------------------------------------
+
+def _tlsimu_cache() -> Path:
+    root = os.environ.get("STATION_TEST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "inspection-station")
+    return Path(root) / "genicam-1.5.0"
+
+
+@pytest.fixture(scope="module")
+def tlsimu_cti() -> Path:
+    """TLSimu.cti from the genicam 1.5.0 wheel, downloaded once into a cache folder
+    ($STATION_TEST_CACHE or ~/.cache/inspection-station); skipped if it cannot be had."""
+    cache = _tlsimu_cache()
+    cti = cache / "TLSimu.cti"
+    if cti.is_file():
+        return cti
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                 "--quiet", "genicam==1.5.0", "-d", tmp],
+                capture_output=True, text=True, timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            pytest.skip(f"TLSimu.cti unavailable: pip download genicam==1.5.0 failed ({exc})")
+        wheels = list(Path(tmp).glob("genicam-1.5.0-*.whl"))
+        if done.returncode != 0 or not wheels:
+            reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+            pytest.skip(f"TLSimu.cti unavailable: pip download genicam==1.5.0 failed: {reason}; "
+                        f"put TLSimu.cti and its .so files in {cache} to run these tests")
+        staging = Path(tmp) / "staging"
+        staging.mkdir()
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for member in wheel.namelist():
+                name = Path(member).name
+                if "/genicam/" in member and (name.endswith(".cti") or ".so" in name):
+                    (staging / name).write_bytes(wheel.read(member))
+        if not (staging / "TLSimu.cti").is_file():
+            pytest.skip("TLSimu.cti unavailable: the genicam 1.5.0 wheel has no TLSimu.cti")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            staging.rename(cache)  # atomic: a concurrent test run sees all or nothing
+        except OSError:
+            if not cti.is_file():
+                raise
+    return cti
+
+
+@pytest.fixture(scope="module")
+def tlsimu_rig(tlsimu_cti: Path) -> Iterator[CameraRig]:
+    """Two TLSimu mono devices (software trigger, device clocks) in a rig; buffers=2 is below
+    TLSimu's minimum of 5 on purpose."""
+    cams = [_cam(f"sim{i}", timeout_s=2.0, cti=[str(tlsimu_cti)], serial_number=serial,
+                 buffers=2, features={"Width": 640, "Height": 480})
+            for i, serial in enumerate(("SN_InterfaceA_0", "SN_InterfaceB_0"))]
+    rig = CameraRig(cams)
+    rig.open()
+    yield rig
+    rig.close()
+
+
+def test_tlsimu_software_trigger_and_device_timestamps(tlsimu_rig: CameraRig) -> None:
+    """'auto' picks the software trigger; frames carry increasing device timestamps and
+    device frame ids; without a trigger no frame comes (the trigger really gates them)."""
+    cam = tlsimu_rig.cameras[0]
+    assert isinstance(cam, GenICamCamera) and cam.info["mode"] == "software"
+    frames = [tlsimu_rig.acquire() for _ in range(3)]
+    first = [f[0] for f in frames]
+    assert all(f.data.shape == (480, 640) and f.complete for f in first)
+    stamps = [f.device_timestamp_ns for f in first]
+    assert all(s is not None for s in stamps) and stamps == sorted(stamps)
+    assert [f.frame_id for f in first] == [first[0].frame_id + i for i in range(3)]
+    assert "device_skew_ns" in frames[-1][0].extra
+    with pytest.raises(CameraTimeout, match=r"no frame within 0.300 s \(trigger mode software"):
+        cam.grab(0.3)
+
+
+def test_tlsimu_packed_format_is_rejected_at_open(tlsimu_cti: Path) -> None:
+    """A producer offering Mono12Packed: choosing it fails at open with the unpacked hint."""
+    cam = _cam(cti=[str(tlsimu_cti)], serial_number="SN_InterfaceA_0",
+               features={"PixelFormat": "Mono12Packed"})
+    with pytest.raises(PixelFormatError, match=r"'Mono12Packed' is not supported.*unpacked"):
+        cam.open()
+    assert cam.pid is None
