@@ -30,6 +30,7 @@ import numpy.typing as npt
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from config.cameras import CameraConfig
 from config.errors import CalibrationError
 from config.schema import StationConfig
 from pipeline.types import CameraCalibration
@@ -104,8 +105,9 @@ class LoadedCalibration:
     (``None``: areas in px only). ``calibration_id`` is ``None`` when no calibration is on disk
     (not an error). ``warnings``: worth showing in ``status`` but no reason to refuse (stale or
     foreign without ``calibration.refuse_stale``, cameras the calibration lacks).
-    ``problems``: reasons every inspection must be an ERROR (an unreadable calibration
-    always; stale or foreign ones with ``calibration.refuse_stale``). A message is in one
+    ``problems``: reasons every inspection must be an ERROR (an unreadable calibration, or
+    maps made in another pixel format than the config now asks for, always; stale or foreign
+    ones with ``calibration.refuse_stale``). A message is in one
     list or the other, never both.
     """
 
@@ -294,6 +296,14 @@ def _expected_serials(
     return out
 
 
+def _configured_pixel_format(cam: CameraConfig) -> str | None:
+    """The pixel format the config asks of a camera, when it names one."""
+    if cam.backend == "replay":
+        return str(cam.replay.pixel_format)
+    value = cam.genicam.features.get("PixelFormat")
+    return value if isinstance(value, str) else None
+
+
 def load_calibration(
     cfg: StationConfig,
     data_dir: Path,
@@ -344,6 +354,7 @@ def load_calibration(
         )
     expected = _expected_serials(cfg, serials)
     cameras: dict[str, CameraCalibration] = {}
+    problems: list[str] = []
     for cam in cfg.cameras:
         rec = record.cameras.get(cam.name)
         if rec is None:
@@ -360,15 +371,21 @@ def load_calibration(
                 f"{rec.serial!r}, but the camera now has serial {want!r}; recalibrate"
             )
         cam_maps = maps.get(cam.name, {})
+        configured = _configured_pixel_format(cam)
+        if cam_maps and rec.pixel_format and configured and configured != rec.pixel_format:
+            problems.append(
+                f"calibration {cal_id}: the dark/flat maps of camera {cam.name!r} were made in "
+                f"pixel format {rec.pixel_format}, the config now asks for {configured}; "
+                "the maps would be applied in the wrong units or layout: recalibrate"
+            )
         cameras[cam.name] = CameraCalibration(
             dark=cam_maps.get("dark"),
             flat=cam_maps.get("flat"),
             mm_per_px=rec.mm_per_px if rec.mm_per_px is not None else cam.mm_per_px,
             calibration_id=cal_id,
         )
-    problems: list[str] = []
     if cfg.calibration.refuse_stale:
-        problems = [f"{p} (calibration.refuse_stale is true)" for p in refusable]
+        problems.extend(f"{p} (calibration.refuse_stale is true)" for p in refusable)
     else:
         warnings.extend(refusable)
     for w in warnings:

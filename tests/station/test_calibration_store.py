@@ -49,6 +49,7 @@ def _save(directory: Path, created: datetime = NOW, serial1: str = "SN-B", keep:
         station="test",
         cameras={
             "cam0": CameraRecord(serial="SN-A", width=6, height=4, dark=True, flat=True,
+                                 pixel_format="Mono8",
                                  mm_per_px=0.05,
                                  steps={"flat": StepRecord(status="PASS", measured={"u": 0.5})}),
             "cam1": CameraRecord(serial=serial1, width=6, height=4),
@@ -179,3 +180,14 @@ def test_bad_id_is_refused(tmp_path: Path) -> None:
     record = CalibrationRecord(calibration_id="../x", created=NOW)
     with pytest.raises(CalibrationError, match="must start with 'cal-'"):
         save_calibration(tmp_path, record, {})
+
+
+def test_maps_in_another_pixel_format_are_a_problem(tmp_path: Path) -> None:
+    """Maps made in Mono8 while the config now asks for Mono12: the units differ, so it is
+    a problem even without refuse_stale, naming both formats."""
+    _save(tmp_path / "calibration")
+    cfg = StationConfig.model_validate({
+        "cameras": [{"name": "cam0", "replay": {"pixel_format": "Mono12"}}]})
+    loaded = load_calibration(cfg, tmp_path, now=NOW)
+    assert not loaded.usable
+    assert "Mono8" in loaded.problems[0] and "Mono12" in loaded.problems[0]
