@@ -402,14 +402,13 @@ def _camera_record(
     prev: CameraRecord | None, prev_maps: dict[str, npt.NDArray[np.float32]],
     maps_out: dict[str, npt.NDArray[np.float32]],
 ) -> CameraRecord:
-    """The record of one camera: this run's measurements, the rest carried over from the
-    previous calibration when it was made for the same camera (same serial)."""
+    """The record of one camera: this run's measurements, the rest carried over from ``prev``
+    (the previous calibration's entry, when :func:`_compatible` with this camera)."""
     from station.calibration.store import CameraRecord, StepRecord
 
     health = camera.health()
-    same_camera = prev is not None and (prev.serial == health.serial)
-    base: dict[str, Any] = prev.model_dump() if (prev is not None and same_camera) else {}
-    carried_maps = dict(prev_maps) if same_camera else {}
+    base: dict[str, Any] = prev.model_dump() if prev is not None else {}
+    carried_maps = dict(prev_maps) if prev is not None else {}
     steps: dict[str, StepRecord] = {k: StepRecord.model_validate(v)
                                     for k, v in base.get("steps", {}).items()}
     fields: dict[str, Any] = {k: v for k, v in base.items() if k != "steps"}
@@ -444,6 +443,19 @@ def _camera_record(
         dark="dark" in carried_maps, flat="flat" in carried_maps,
     )
     return CameraRecord.model_validate({**fields, "steps": steps})
+
+
+def _compatible(prev: CameraRecord | None, camera: Camera) -> CameraRecord | None:
+    """``prev`` when it was made for this camera as it is now (same serial, same pixel
+    format), so its maps and numbers may be carried over; else ``None``."""
+    if prev is None:
+        return None
+    pixel_format = _feature(camera, "PixelFormat")
+    if prev.serial != camera.health().serial:
+        return None
+    if prev.pixel_format and isinstance(pixel_format, str) and pixel_format != prev.pixel_format:
+        return None
+    return prev
 
 
 def _keep_hint(index: int, cam_cfg: CameraConfig, result: StepResult) -> str | None:
@@ -529,8 +541,10 @@ def calibrate(
             try:
                 rig = st.Rig(camera, lights, cfg.lights if lights is not None else None,
                              timeout_s=cam_cfg.timeout_s)
-                prev_cam = prev_record.cameras.get(cam_cfg.name) if prev_record else None
-                dark = prev_maps.get(cam_cfg.name, {}).get("dark")
+                prev_cam = _compatible(
+                    prev_record.cameras.get(cam_cfg.name) if prev_record else None, camera)
+                prev_cam_maps = prev_maps.get(cam_cfg.name, {}) if prev_cam else {}
+                dark = prev_cam_maps.get("dark")
                 for step in chosen:
                     reason = skip_reason(cam_cfg, step, explicit)
                     if reason is None and console.interactive:
@@ -553,8 +567,7 @@ def calibrate(
                         hints.append(hint)
                 cam_maps: dict[str, npt.NDArray[np.float32]] = {}
                 records[cam_cfg.name] = _camera_record(
-                    cal_id, camera, cam_cfg, cam_results, prev_cam,
-                    prev_maps.get(cam_cfg.name, {}), cam_maps)
+                    cal_id, camera, cam_cfg, cam_results, prev_cam, prev_cam_maps, cam_maps)
                 if cam_maps:
                     maps[cam_cfg.name] = cam_maps
             finally:

@@ -119,8 +119,9 @@ def test_no_terminal_needs_yes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 class Booth:
     """One camera looking at whatever target the technician put in view, lit by FakeLights."""
 
-    def __init__(self, dead: tuple[int, ...] = ()) -> None:
+    def __init__(self, dead: tuple[int, ...] = (), pixel_format: str = "Mono12") -> None:
         self.lights = t.FakeLights({1: 200, 2: 150}, dead=dead)
+        self.pixel_format = pixel_format
         self.target = "part"
         board = t.blur(t.render_chessboard(7, 5, SQUARE_PX, 10), 0.7)
         pad = np.full(SHAPE, 0.9, np.float32)
@@ -149,7 +150,7 @@ class Booth:
 
     def open_camera(self, cfg: CameraConfig, base_dir: Path) -> Camera:
         """The booth camera for any camera config."""
-        return ReplayCamera.from_function(cfg.name, self.scene, "Mono12")
+        return ReplayCamera.from_function(cfg.name, self.scene, self.pixel_format)
 
 
 def _booth_cfg(tmp_path: Path) -> StationConfig:
@@ -204,6 +205,19 @@ def test_synthetic_booth_calibrates_and_the_daemon_loads_it(tmp_path: Path) -> N
     assert code == 1 and "channel 2 (side)" in out and "NOT written" in out
     assert load_calibration(cfg, tmp_path).calibration_id == second.calibration_id
     assert len(list_calibrations(calibration_dir(cfg, tmp_path))) == 2
+
+
+def test_maps_of_another_pixel_format_are_not_carried_over(tmp_path: Path) -> None:
+    """After the camera changed from Mono12 to Mono8, a scale-only run does not carry the
+    12-bit dark and flat maps into the new calibration (they are in other units)."""
+    cfg = _booth_cfg(tmp_path)
+    assert _run(Booth(), cfg, tmp_path, ["dark", "flat"])[0] == 0
+    code, out = _run(Booth(pixel_format="Mono8"), cfg, tmp_path, ["scale"])
+    assert code == 0, out
+    loaded = load_calibration(cfg, tmp_path)
+    assert loaded.record is not None and loaded.record.cameras["cam0"].pixel_format == "Mono8"
+    assert loaded.cameras["cam0"].dark is None and loaded.cameras["cam0"].flat is None
+    assert "flat" not in loaded.record.cameras["cam0"].steps
 
 
 def test_summary_table_lines_up() -> None:
