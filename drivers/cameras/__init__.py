@@ -9,21 +9,25 @@ Public API::
     rig = CameraRig(cams, on_event=publish_event)
     rig.open()
     frames = rig.acquire()
+
+Backends are imported on first use (PEP 562): the GenICam worker processes start by importing
+this package, and must not pay for OpenCV; replay-only stations never load the GenICam side.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from config.cameras import CameraConfig
 from config.errors import CameraError
-from drivers.cameras._replay import REFERENCE_EXPOSURE_US, ReplayCamera, SceneFunction
 from drivers.cameras.base import Camera, CameraHealth
 from drivers.cameras.rig import CameraRig
 
 if TYPE_CHECKING:
     from drivers.cameras._genicam import GenICamCamera, ProducerReport, discover
+    from drivers.cameras._replay import REFERENCE_EXPOSURE_US, ReplayCamera, SceneFunction
 
 __all__ = [
     "REFERENCE_EXPOSURE_US",
@@ -38,10 +42,21 @@ __all__ = [
     "open_camera",
 ]
 
+_LAZY = {
+    "GenICamCamera": "drivers.cameras._genicam",
+    "ProducerReport": "drivers.cameras._genicam",
+    "discover": "drivers.cameras._genicam",
+    "ReplayCamera": "drivers.cameras._replay",
+    "REFERENCE_EXPOSURE_US": "drivers.cameras._replay",
+    "SceneFunction": "drivers.cameras._replay",
+}
+
 
 def open_camera(cfg: CameraConfig, base_dir: Path) -> Camera:
     """The camera ``cfg`` describes, not opened yet; ``base_dir`` resolves replay globs."""
     if cfg.backend == "replay":
+        from drivers.cameras._replay import ReplayCamera
+
         return ReplayCamera.from_config(cfg, base_dir)
     if cfg.backend == "genicam":
         from drivers.cameras._genicam import GenICamCamera
@@ -55,9 +70,8 @@ def open_camera(cfg: CameraConfig, base_dir: Path) -> Camera:
 
 
 def __getattr__(name: str) -> object:
-    """The GenICam side is imported on first use, so replay-only stations never load it."""
-    if name in ("GenICamCamera", "ProducerReport", "discover"):
-        from drivers.cameras import _genicam
-
-        return getattr(_genicam, name)
-    raise AttributeError(f"module 'drivers.cameras' has no attribute {name!r}")
+    """Backend classes and helpers, imported on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'drivers.cameras' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
