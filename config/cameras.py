@@ -105,6 +105,13 @@ class GenICamConfig(Section):
         description="Longest wait for the camera's worker process to start, open the device "
         "and apply the features [s]",
     )
+    worker_python: str | None = Field(
+        default=None, max_length=4096,
+        description="Python interpreter that runs this camera's worker process; null: the "
+        "station's own. For producers that fail on the station's Python (harvesters#503: "
+        "Hikrobot MVS on >= 3.11); that interpreter needs numpy, harvesters, genicam, pydantic, "
+        "PyYAML and structlog [path]",
+    )
     reply_margin_s: float = Field(
         default=2.0, gt=0, le=60,
         description="Grace beyond a request's own timeout before a silent worker process is "

@@ -52,6 +52,28 @@ _ERRORS: dict[str, type[CameraError]] = {
 CLOSE_GRACE_S = 3.0
 
 
+def worker_python(configured: str | None) -> str:
+    """The interpreter for worker processes: the configured one (checked), else ours."""
+    if configured is None:
+        return sys.executable
+    path = Path(configured).expanduser()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise CameraError(
+            f"genicam.worker_python {configured!r} is not an executable file; give the path "
+            "of a Python interpreter (e.g. a 3.10 virtual environment's bin/python) or null"
+        )
+    return str(path)
+
+
+def worker_env() -> dict[str, str]:
+    """Our environment with this project's source first on PYTHONPATH, so that another
+    interpreter (``worker_python``) imports the same ``drivers`` and ``config`` code."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 class GenICamCamera:
     """A GenICam device behind a worker process (see module docstring)."""
 
@@ -90,13 +112,13 @@ class GenICamCamera:
         return dict(self._info)
 
     def _spawn(self) -> None:
+        python = worker_python(self.cfg.genicam.worker_python)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "drivers.cameras._worker", "--serve",
-                 str(child.fileno())],
+                [python, "-m", "drivers.cameras._worker", "--serve", str(child.fileno())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, close_fds=True,
+                stdout=subprocess.DEVNULL, close_fds=True, env=worker_env(),
             )
         except OSError as exc:
             parent.close()
@@ -289,22 +311,25 @@ class ProducerReport:
 
 
 def discover(
-    producers: list[Path], *, try_open: bool = False, timeout_s: float = 30.0
+    producers: list[Path], *, try_open: bool = False, timeout_s: float = 30.0,
+    python: str | None = None,
 ) -> list[ProducerReport]:
     """Ask every producer, each in its own short-lived worker process, which devices it sees.
 
     One process per producer: a producer that crashes or hangs (vendor code) costs its own
     line in the report, not the listing of the others. ``try_open`` also opens and closes
-    every device, proving that the producer's ``create`` works on this Python (harvesters#503).
+    every device, proving that the producer's ``create`` works on this Python (harvesters#503);
+    ``python`` runs the workers with another interpreter (``genicam.worker_python``).
     """
+    interpreter = worker_python(python)
     reports: list[ProducerReport] = []
     for producer in producers:
-        cmd = [sys.executable, "-m", "drivers.cameras._worker", "--list", str(producer)]
+        cmd = [interpreter, "-m", "drivers.cameras._worker", "--list", str(producer)]
         if try_open:
             cmd.append("--open")
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                                  stdin=subprocess.DEVNULL, check=False)
+                                  stdin=subprocess.DEVNULL, check=False, env=worker_env())
         except subprocess.TimeoutExpired:
             reports.append(ProducerReport(producer, [], f"no answer within {timeout_s:.0f} s"))
             continue

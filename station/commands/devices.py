@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--open", action="store_true",
         help="also open and close each device (proves the producer works on this Python)",
     )
+    parser.add_argument(
+        "--python", metavar="PATH",
+        help="run the producers under this Python interpreter (default: the config's "
+        "genicam.worker_python if all cameras agree, else this one); checks harvesters#503",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument(
         "--timeout", type=float, default=30.0, metavar="S",
@@ -82,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
             f"no GenTL producer to ask: the config has no GenICam camera and {GENTL_PATH_VAR} "
             "names no .cti; try `station devices --cti viky`"
         )
-    reports = discover(producers, try_open=args.open, timeout_s=args.timeout)
+    python = args.python
+    if python is None:
+        configured = {c.genicam.worker_python for c in cameras}
+        python = configured.pop() if len(configured) == 1 else None
+    reports = discover(producers, try_open=args.open, timeout_s=args.timeout, python=python)
     if args.json:
         print(json.dumps([
             {"producer": str(r.producer), "error": r.error, "devices": r.devices}

@@ -20,6 +20,7 @@ import pytest
 
 from config.cameras import CameraConfig, GenICamConfig
 from config.errors import (
+    CameraError,
     CameraFeatureError,
     CameraLost,
     CameraNotFound,
@@ -42,8 +43,9 @@ def _cam(name: str = "cam0", timeout_s: float = 3.0, **genicam: object) -> GenIC
 
 @pytest.fixture(scope="module")
 def blue() -> Iterator[GenICamCamera]:
-    """viky's third device, opened by device id with a 320 x 240 Mono8 stream."""
-    cam = _cam("blue", device_id="VikyTL_DEV_blue",
+    """viky's third device, opened by device id with a 320 x 240 Mono8 stream (worker
+    interpreter given explicitly: the genicam.worker_python path)."""
+    cam = _cam("blue", device_id="VikyTL_DEV_blue", worker_python=sys.executable,
                features={"PixelFormat": "Mono8", "Width": 320, "Height": 240})
     cam.open()
     yield cam
@@ -151,6 +153,12 @@ def test_selection_errors_list_what_the_producer_sees() -> None:
         _cam(user_defined_name="left").open()
     with pytest.raises(CameraNotFound, match=r"no selector"):
         _cam().open()
+
+
+def test_worker_python_must_be_an_interpreter(tmp_path: Path) -> None:
+    """A worker_python that is not an executable file is refused before anything starts."""
+    with pytest.raises(CameraError, match=r"worker_python '.*nopython' is not an executable"):
+        _cam(index=0, worker_python=str(tmp_path / "nopython")).open()
 
 
 def test_trigger_modes_viky_lacks_are_refused() -> None:
@@ -313,3 +321,50 @@ def test_tlsimu_packed_format_is_rejected_at_open(tlsimu_cti: Path) -> None:
     with pytest.raises(PixelFormatError, match=r"'Mono12Packed' is not supported.*unpacked"):
         cam.open()
     assert cam.pid is None
+
+
+# ---------------------------------------------------------------------------------------------
+# soak: thousands of cycles, resources flat (pytest -m soak; STATION_SOAK_CYCLES, default 5000)
+# ---------------------------------------------------------------------------------------------
+
+def _rss_kib(pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.soak
+def test_soak_cycles_keep_fds_threads_and_memory_flat() -> None:
+    """Thousands of acquisitions of two viky cameras: open file descriptors and threads of
+    the station's process do not grow; its RSS and the workers' grow by less than 20 MiB."""
+    cycles = int(os.environ.get("STATION_SOAK_CYCLES", "5000"))
+    cams = [_cam(f"cam{i}", serial_number=str(i), features={"PixelFormat": "Mono8"})
+            for i in range(2)]
+    rig = CameraRig(cams)
+    rig.open()
+    try:
+        for _ in range(50):  # warm-up: allocator, caches, shared memory
+            rig.acquire()
+        pids = [c.pid for c in cams]
+        fds0 = len(os.listdir("/proc/self/fd"))
+        threads0 = threading.active_count()
+        rss0 = _rss_kib()
+        workers0 = [_rss_kib(p) for p in pids if p is not None]
+        t0 = time.monotonic()
+        for _ in range(cycles):
+            rig.acquire()
+        elapsed = time.monotonic() - t0
+        fds1 = len(os.listdir("/proc/self/fd"))
+        threads1 = threading.active_count()
+        rss1 = _rss_kib()
+        workers1 = [_rss_kib(p) for p in pids if p is not None]
+        print(f"soak: {cycles} cycles in {elapsed:.0f} s; fds {fds0}->{fds1}; threads "
+              f"{threads0}->{threads1}; station RSS {rss0}->{rss1} KiB; workers RSS "
+              f"{workers0}->{workers1} KiB")
+        assert [c.pid for c in cams] == pids, "a worker restarted during the soak"
+        assert fds1 <= fds0 and threads1 <= threads0
+        assert rss1 - rss0 < 20 * 1024
+        assert all(b - a < 20 * 1024 for a, b in zip(workers0, workers1, strict=True))
+    finally:
+        rig.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,9 @@ def test_lists_vikys_devices_with_the_configured_cameras(
 
 
 def test_cti_option_and_json_output(capsys: pytest.CaptureFixture[str]) -> None:
-    """--cti viky --json gives one producer with three devices, machine-readable."""
-    assert main(["devices", "--cti", "viky", "--json"]) == 0
+    """--cti viky --json (workers under an explicit --python) gives one producer with three
+    devices, machine-readable."""
+    assert main(["devices", "--cti", "viky", "--json", "--python", sys.executable]) == 0
     (report,) = json.loads(capsys.readouterr().out)
     assert report["error"] is None
     assert [d["serial_number"] for d in report["devices"]] == ["0", "1", "2"]
