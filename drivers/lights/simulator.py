@@ -266,7 +266,7 @@ class LightSimulator:
         if delay and self.reply_delay_s and self._stop.wait(self.reply_delay_s):
             return
         master = self._master
-        while data and master is not None:
+        while data and master is not None and not self._stop.is_set():
             try:
                 data = data[os.write(master, data):]
             except BlockingIOError:
