@@ -18,7 +18,7 @@ class LightChannel(Section):
         128, ge=0, le=255, description="Intensity during an inspection [0..255 steps]"
     )
     pulse_us: int = Field(
-        0, ge=0, le=99_999,
+        default=0, ge=0, le=99_999,
         description="Strobe pulse width sent to the controller at open; 0 = continuous light "
         "[µs]",
     )
@@ -58,7 +58,7 @@ class LightsConfig(Section):
         20.0, ge=0, le=2000, description="Wait after switching on before triggering [ms]"
     )
     simulator_channels: int = Field(
-        4, ge=1, le=99,
+        default=4, ge=1, le=99,
         description="Channels fitted in the built-in simulator (backend 'simulator') [count]",
     )
     channels: list[LightChannel] = Field(
