@@ -241,7 +241,7 @@ class GenICamCamera:
             data = np.frombuffer(self._map, dtype=dtype, count=count).reshape(
                 tuple(meta["shape"])).copy()
             self._frames += 1
-        return Frame(
+        frame = Frame(
             camera=self.name, frame_id=int(meta["frame_id"]),
             host_timestamp_ns=int(meta["host_timestamp_ns"]),
             pixel_format=str(meta["pixel_format"]), data=data,
@@ -250,6 +250,8 @@ class GenICamCamera:
             complete=bool(meta["complete"]), source=f"genicam:{self._info.get('id', '?')}",
             extra={k: str(v) for k, v in meta["extra"].items()},
         )
+        frame.validate()
+        return frame
 
     def close(self) -> None:
         """Ask the worker to close the device, then make sure it is gone; idempotent."""

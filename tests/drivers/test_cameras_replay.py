@@ -27,7 +27,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 
 def _camera(tmp_path: Path | None = None, **replay: object) -> ReplayCamera:
-    cfg = CameraConfig(name="cam0", replay=ReplayConfig(**replay))  # type: ignore[arg-type]
+    cfg = CameraConfig(name="cam0", replay=ReplayConfig(**replay))
     cam = open_camera(cfg, tmp_path or CONFIG_DIR)
     assert isinstance(cam, ReplayCamera)
     return cam
@@ -38,7 +38,7 @@ def _grab(cam: ReplayCamera, timeout_s: float = 1.0):  # type: ignore[no-untyped
     return cam.grab(timeout_s)
 
 
-def _write(path: Path, image: np.ndarray) -> Path:  # type: ignore[type-arg]
+def _write(path: Path, image: np.ndarray) -> Path:
     assert cv2.imwrite(str(path), image)
     return path
 
@@ -154,7 +154,7 @@ def test_scene_function_gets_index_and_features() -> None:
     """A scene function is called with the frame index and the features in force."""
     calls: list[tuple[int, dict[str, object]]] = []
 
-    def scene(i: int, features: Mapping[str, object]) -> np.ndarray:  # type: ignore[type-arg]
+    def scene(i: int, features: Mapping[str, object]) -> np.ndarray:
         calls.append((i, dict(features)))
         return np.full((10, 12), 1000 + i, np.uint16)
 
@@ -170,7 +170,7 @@ def test_scene_function_gets_index_and_features() -> None:
 
 def test_scene_function_float_rgb_is_converted() -> None:
     """A float RGB scene in [0, 1] is re-mosaiced into the Bayer format."""
-    def scene(i: int, features: Mapping[str, object]) -> np.ndarray:  # type: ignore[type-arg]
+    def scene(i: int, features: Mapping[str, object]) -> np.ndarray:
         img = np.zeros((4, 4, 3), np.float32)
         img[..., 1] = 1.0
         return img

@@ -9,7 +9,7 @@ from config.errors import PixelFormatError
 from drivers.frame import PIXEL_FORMATS, Frame, pixel_format_info
 
 
-def _frame(fmt: str, data: np.ndarray) -> Frame:  # type: ignore[type-arg]
+def _frame(fmt: str, data: np.ndarray) -> Frame:
     return Frame(camera="cam0", frame_id=1, host_timestamp_ns=1, pixel_format=fmt, data=data)
 
 
