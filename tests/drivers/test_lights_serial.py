@@ -431,3 +431,31 @@ def test_no_leaked_threads_or_fds() -> None:
         lights.close()
     assert threading.active_count() == threads
     assert _fds() == fds
+
+
+@pytest.mark.soak
+def test_soak_5000_cycles_with_faults() -> None:
+    """5,000 on/off cycles with a fault every 500: descriptors, threads and recovery hold."""
+    lights = open_lights(make_cfg("unused", backend="simulator", reply_timeout_s=0.05))
+    assert isinstance(lights, SimulatedLuminaires)
+    lights.open()
+    threads, fds = threading.active_count(), _fds()
+    failures = 0
+    kinds = ["no_reply", "garbled", "ng", "bad_checksum", "port_closed"]
+    try:
+        for i in range(5000):
+            if i % 500 == 250:
+                lights.simulator.set_fault(kinds[(i // 500) % len(kinds)])
+            elif i % 500 == 260:
+                lights.simulator.set_fault("none")
+            try:
+                lights.on()
+            except LightError:
+                failures += 1
+                time.sleep(0.03)  # past the reopen backoff
+            lights.off()
+        assert not lights.simulator.lit_channels()
+        assert threading.active_count() == threads and _fds() == fds
+        assert 0 < failures < 200
+    finally:
+        lights.close()
