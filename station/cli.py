@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 import station.commands
 from config.errors import ConfigError, StationError
 from station import __version__
+from station.logs import setup_logging
 
 #: Exit codes shared by every subcommand.
 EXIT_OK = 0
@@ -43,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``station`` script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Logs go to stderr so that stdout stays clean for --json output; `station run`
+    # reconfigures them from the config (level, JSON under systemd).
+    setup_logging(os.environ.get("STATION_LOG_LEVEL", "warning"), "console")
     try:
         code: int = args.func(args)
     except ConfigError as exc:
