@@ -1,0 +1,1 @@
+"""Measuring harnesses (source checkout only; not part of the installed package)."""
