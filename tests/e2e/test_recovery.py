@@ -1,0 +1,83 @@
+"""End to end, as on a booth: the light controller is a separate process on a serial line;
+it is killed and restarted while `station run` keeps serving, and ERROR verdicts, events and
+recovery follow without restarting the daemon."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from station.messaging.client import request
+from tests.e2e.conftest import RunningStation
+
+Factory = Callable[..., RunningStation]
+
+
+def start_lightsim(link: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "station.cli", "lightsim", "--link", str(link)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline().strip()
+    assert first == str(link), first
+    return proc
+
+
+@pytest.fixture
+def lightsim(tmp_path: Path) -> Iterator[tuple[Path, list[subprocess.Popen[str]]]]:
+    link = tmp_path / "ttyLIGHTS"
+    procs = [start_lightsim(link)]
+    yield link, procs
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            p.wait(10)
+        if p.stdout is not None:
+            p.stdout.close()
+
+
+def inspect(station: RunningStation) -> dict[str, object]:
+    reply = request(station.command, {"command": "inspect", "wait": True}, 60)
+    assert reply["ok"], reply
+    return reply["result"]  # type: ignore[no-any-return]
+
+
+def test_light_controller_killed_and_restarted(
+    run_station: Factory, lightsim: tuple[Path, list[subprocess.Popen[str]]]
+) -> None:
+    """Kill the controller process: ERROR verdicts; start it again: verdicts come back."""
+    link, procs = lightsim
+    station = run_station("default", [
+        "--set", "lights.backend=serial", "--set", f"lights.port={link}",
+        "--set", "lights.reply_timeout_s=0.2", "--set", "lights.retries=1",
+        "--set", "lights.reopen_backoff_s=0.1", "--set", "lights.reopen_backoff_max_s=0.5",
+    ])
+    assert inspect(station)["verdict"] in ("PASS", "FAIL")
+    procs[0].send_signal(signal.SIGUSR1)  # the port vanishes (USB adapter pulled)
+    time.sleep(0.3)
+    header = inspect(station)
+    assert header["verdict"] == "ERROR" and "lights" in str(header["reasons"])
+    procs[0].send_signal(signal.SIGUSR2)  # and comes back
+    deadline = time.monotonic() + 20
+    while inspect(station)["verdict"] == "ERROR":
+        assert time.monotonic() < deadline, station.log()
+        time.sleep(0.3)
+    procs[0].terminate()  # the controller dies altogether
+    procs[0].wait(10)
+    assert inspect(station)["verdict"] == "ERROR"
+    status = request(station.command, {"command": "status"}, 5)["result"]
+    assert status["state"] == "degraded" or status["counts"]["ERROR"] >= 2
+    procs.append(start_lightsim(link))  # a new controller on the same port
+    deadline = time.monotonic() + 20
+    while inspect(station)["verdict"] == "ERROR":
+        assert time.monotonic() < deadline, station.log()
+        time.sleep(0.3)
+    code, _ = station.stop()
+    assert code == 0
