@@ -49,13 +49,15 @@ def test_smp_encoder_every_key_mapped(source: dict[str, torch.Tensor]) -> None:
     spec = ModelSpec.model_validate({"architecture": "unet", "encoder": "tu-efficientnet_lite0",
                                      "classes": ["background", "defect"]})
     model = build_model(spec)
-    enc = model.encoder.state_dict()
+    encoder = model.encoder
+    assert isinstance(encoder, torch.nn.Module)
+    enc = encoder.state_dict()
     mapping, dropped = map_lite0_keys(list(source), list(enc))
     assert set(mapping.values()) == set(enc)
     assert dropped and all(k.startswith(HEAD_KEYS_PREFIXES) for k in dropped)
     assert len(mapping) + len(dropped) == len(source)
     assert init_encoder_from_imagenet(model, spec.encoder) == len(enc)
-    assert torch.equal(model.encoder.state_dict()["model.bn1.running_var"],
+    assert torch.equal(encoder.state_dict()["model.bn1.running_var"],
                        source["_bn0.running_var"])
 
 

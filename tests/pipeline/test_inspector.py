@@ -18,7 +18,7 @@ from tests.models.tester import CLASSES, ConstantModel, OracleModel, inspector_f
 RULES = RulesConfig.model_validate({"default": {"min_area_mm2": 1.0, "min_area_px": 50}})
 
 
-def _frame(h: int = 150, w: int = 200) -> np.ndarray:  # type: ignore[type-arg]
+def _frame(h: int = 150, w: int = 200) -> np.ndarray:
     img = np.full((h, w), 40, np.uint8)
     img[30:50, 60:100] = 220  # 20 x 40 = 800 px bright square
     img[100:104, 150:154] = 220  # 16 px

@@ -136,7 +136,7 @@ def test_channels_and_normalisation() -> None:
     ],
 )
 def test_bad_input_raises_pipeline_error(
-    pixels: np.ndarray, fmt: str, bits: int, match: str  # type: ignore[type-arg]
+    pixels: np.ndarray, fmt: str, bits: int, match: str
 ) -> None:
     """Pixels, format and bit depth that do not agree raise PipelineError saying why."""
     with pytest.raises(PipelineError, match=match):

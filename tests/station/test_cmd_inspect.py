@@ -27,7 +27,8 @@ def test_inspect_sample_images(tmp_path: Path, capsys: pytest.CaptureFixture[str
     for img in images:
         overlay = cv2.imread(str(out / f"{img.stem}.overlay.png"))
         original = cv2.imread(str(img))
-        assert overlay is not None and overlay.shape == original.shape
+        assert overlay is not None and original is not None
+        assert overlay.shape == original.shape
         record = json.loads((out / f"{img.stem}.json").read_text())
         assert record["verdict"] in ("PASS", "FAIL")
         assert record["model"]["model_id"].startswith("default-unet-lite0@")
