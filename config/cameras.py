@@ -127,7 +127,8 @@ class CameraConfig(Section):
     )
     backend: Literal["replay", "genicam", "pylon"] = Field(
         default="replay",
-        description="Which driver opens this camera ('pylon' is reserved, not implemented) [-]",
+        description="Which driver opens this camera; 'pylon' (Basler pypylon, optional extra) "
+        "selects the device and takes features from the genicam section [-]",
     )
     timeout_s: float = Field(
         default=2.0, gt=0, le=60, description="Longest wait for one frame [s]"

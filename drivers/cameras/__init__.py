@@ -58,14 +58,13 @@ def open_camera(cfg: CameraConfig, base_dir: Path) -> Camera:
         from drivers.cameras._replay import ReplayCamera
 
         return ReplayCamera.from_config(cfg, base_dir)
-    if cfg.backend == "genicam":
+    if cfg.backend in ("genicam", "pylon"):
         from drivers.cameras._genicam import GenICamCamera
 
         return GenICamCamera(cfg)
     raise CameraError(
-        f"camera {cfg.name}: backend {cfg.backend!r} is not implemented in this version; "
-        "use 'genicam' with the vendor's GenTL producer (Basler: pylon's ProducerGEV.cti) "
-        "or 'replay'"
+        f"camera {cfg.name}: backend {cfg.backend!r} is unknown; use 'replay', 'genicam' "
+        "or 'pylon'"
     )
 
 

@@ -77,11 +77,11 @@ def worker_env() -> dict[str, str]:
 class GenICamCamera:
     """A GenICam device behind a worker process (see module docstring)."""
 
-    backend = "genicam"
-
     def __init__(self, cfg: CameraConfig) -> None:
-        """Nothing starts until :meth:`open`."""
+        """Nothing starts until :meth:`open`. ``cfg.backend`` is 'genicam' (harvesters) or
+        'pylon' (pypylon); both run in a worker process and share everything else."""
         self.cfg = cfg
+        self.backend = cfg.backend
         self.name = cfg.name
         #: Default grab timeout the rig uses for this camera [s].
         self.timeout_s = cfg.timeout_s
@@ -210,8 +210,9 @@ class GenICamCamera:
             if self._opened and self.pid is not None:
                 return
             self._kill()
-            producers = [str(p) for p in resolve_producers(self.cfg.genicam.cti)]
-            spec = {"name": self.name, "producers": producers,
+            producers = ([] if self.cfg.backend == "pylon" else
+                         [str(p) for p in resolve_producers(self.cfg.genicam.cti)])
+            spec = {"name": self.name, "backend": self.cfg.backend, "producers": producers,
                     "genicam": self.cfg.genicam.model_dump(mode="json")}
             self._spawn()
             try:
@@ -221,7 +222,7 @@ class GenICamCamera:
                 raise
             self._info = dict(info)
             self._opened = True
-            log.info("camera_opened", camera=self.name, backend="genicam", pid=self.pid,
+            log.info("camera_opened", camera=self.name, backend=self.backend, pid=self.pid,
                      serial=info.get("serial_number"), model=info.get("model"),
                      mode=info.get("mode"), pixel_format=info.get("pixel_format"))
 
@@ -284,7 +285,7 @@ class GenICamCamera:
             detail = "not open" + (f"; last error: {self._last_error}" if self._last_error
                                    else "")
         return CameraHealth(
-            name=self.name, backend="genicam", connected=self._opened and alive, detail=detail,
+            name=self.name, backend=self.backend, connected=self._opened and alive, detail=detail,
             serial=self._info.get("serial_number") or None, model=self._info.get("model"),
             frames=self._frames, errors=self._errors, reconnects=max(0, self._starts - 1),
         )

@@ -686,9 +686,24 @@ def serve(fd: int) -> int:
         conn.send(("log", level, event, {k: str(v) for k, v in fields.items()}))
 
     session = Session(log)
+
+    def do_open(spec: dict[str, Any]) -> dict[str, Any]:
+        nonlocal session
+        if spec.get("backend") == "pylon":
+            try:
+                from drivers.cameras._pylon import PylonSession
+            except ImportError as exc:
+                raise CameraError(
+                    f"camera {spec.get('name')}: backend 'pylon' needs pypylon "
+                    f"(pip install 'inspection-station[pylon]'): {exc}"
+                ) from exc
+            session = PylonSession(log)
+        return session.open(spec)
+
     handlers: dict[str, Callable[..., Any]] = {
-        "open": session.open, "trigger": session.trigger, "get": session.get,
-        "set": session.set,
+        "open": do_open, "trigger": lambda: session.trigger(),
+        "get": lambda node: session.get(node),
+        "set": lambda node, value: session.set(node, value),
         "grab": lambda timeout_s: ("frame", session.grab(float(timeout_s), shared.view)),
     }
     try:

@@ -25,6 +25,7 @@ from config.errors import (
     CameraLost,
     CameraNotFound,
     CameraTimeout,
+    IncompleteFrame,
     PixelFormatError,
 )
 from drivers.cameras import CameraRig, GenICamCamera, discover, open_camera
@@ -321,6 +322,73 @@ def test_tlsimu_packed_format_is_rejected_at_open(tlsimu_cti: Path) -> None:
     with pytest.raises(PixelFormatError, match=r"'Mono12Packed' is not supported.*unpacked"):
         cam.open()
     assert cam.pid is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Basler pylon (pypylon, optional extra) with its camera emulation: failed buffers end to end
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pylon_rig() -> Iterator[tuple[CameraRig, Events]]:
+    """Two pylon-emulated cameras (PYLON_CAMEMU=2), BayerRG8 at the emulator's 4096 x 3000,
+    software trigger; skipped when pypylon is not installed."""
+    try:
+        import pypylon  # noqa: F401
+    except ImportError:
+        pytest.skip("pypylon is not installed (optional extra: pip install '.[pylon]')")
+    old = os.environ.get("PYLON_CAMEMU")
+    os.environ["PYLON_CAMEMU"] = "2"
+    events: Events = []
+    cams = [open_camera(CameraConfig(
+        name=f"basler{i}", backend="pylon", timeout_s=2.0, genicam=GenICamConfig(
+            serial_number=f"0815-000{i}", features={
+                "PixelFormat": "BayerRG8", "Width": 4096, "Height": 3000,
+                "ExposureTime": 8000.0, "ForceFailedBufferCount": 1})), Path("."))
+        for i in range(2)]
+    rig = CameraRig(cams, on_event=lambda k, d: events.append((k, d)))
+    try:
+        rig.open()
+        yield rig, events
+    finally:
+        rig.close()
+        if old is None:
+            os.environ.pop("PYLON_CAMEMU", None)
+        else:
+            os.environ["PYLON_CAMEMU"] = old
+
+
+def test_pylon_emulation_triggers_bayer_frames(pylon_rig: tuple[CameraRig, Events]) -> None:
+    """The pylon backend picks the software trigger and serves 12 MP BayerRG8 frames with the
+    exposure in force; its feature errors read like the harvesters ones."""
+    rig, events = pylon_rig
+    cam = rig.cameras[0]
+    assert isinstance(cam, GenICamCamera) and cam.backend == "pylon"
+    assert cam.info["mode"] == "software" and cam.info["serial_number"] == "0815-0000"
+    frames = rig.acquire()
+    for f in frames:
+        f.validate()
+        assert f.data.shape == (3000, 4096) and f.pixel_format == "BayerRG8"
+        assert f.exposure_us == 8000.0 and f.complete
+    with pytest.raises(CameraFeatureError, match=r"'Width' = 9000: out of range; allowed 1"):
+        cam.set_feature("Width", 9000)
+    assert not events
+
+
+def test_pylon_failed_buffers_are_retried_once_then_refused(
+    pylon_rig: tuple[CameraRig, Events],
+) -> None:
+    """A failed buffer injected by the emulator is retried once and the retry returned; two in
+    a row make the acquisition fail with IncompleteFrame naming the camera; no camera is lost."""
+    rig, events = pylon_rig
+    cam = rig.cameras[1]
+    cam.set_feature("ForceFailedBuffer", True)
+    assert all(f.complete for f in rig.acquire())
+    cam.set_feature("ForceFailedBufferCount", 2)
+    cam.set_feature("ForceFailedBuffer", True)
+    with pytest.raises(IncompleteFrame, match=r"camera basler1: frame .* incomplete twice"):
+        rig.acquire()
+    assert all(f.complete for f in rig.acquire())
+    assert not events
 
 
 # ---------------------------------------------------------------------------------------------

@@ -247,8 +247,3 @@ def test_readout_time_and_injected_faults() -> None:
     h = cam.health()
     assert h.connected and h.reconnects == 1 and h.errors == 3
 
-
-def test_unimplemented_backend_is_a_clear_error() -> None:
-    """The reserved 'pylon' backend says it is not implemented and what to use instead."""
-    with pytest.raises(CameraError, match=r"'pylon' is not implemented.*genicam"):
-        open_camera(CameraConfig(name="b", backend="pylon"), CONFIG_DIR)

@@ -1,0 +1,305 @@
+"""The Basler pylon session of a camera worker (pypylon, optional extra ``pylon``).
+
+Runs inside ``drivers.cameras._worker`` like the harvesters session, so the station side
+(``GenICamCamera``, the rig, recovery) is the same for both. An adapter gives pypylon's
+parameters the shape of harvesters' genapi nodes, so feature application, its checks and its
+error messages are shared code. With ``PYLON_CAMEMU=N`` pylon offers N emulated cameras
+(software and hardware trigger, Bayer formats, failed-buffer injection): the tests use them.
+
+The config's ``genicam`` section selects the device (serial number, user-defined name, device
+id = pylon's full name, or index) and lists the features; ``genicam.cti`` is not used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from config.errors import CameraError, CameraLost, CameraNotFound, CameraTimeout, PixelFormatError
+from drivers.cameras._worker import LogFn, Session, select_device, write_feature
+from drivers.frame import pixel_format_info
+
+#: pylon's names of formats whose PFNC name differs.
+_PYLON_TO_PFNC = {"RGB8Packed": "RGB8", "BGR8Packed": "BGR8", "BGRA8Packed": "BGRa8"}
+
+
+class _Param:
+    """A pypylon parameter dressed as a harvesters genapi node (the subset we use)."""
+
+    def __init__(self, param: Any) -> None:
+        self._p = param
+        self.node = self
+
+    # INode side
+    def get_access_mode(self) -> int:
+        return int(self._p.GetAccessMode())
+
+    @property
+    def principal_interface_type(self) -> int:
+        return int(self._p.GetNode().GetPrincipalInterfaceType())
+
+    @property
+    def name(self) -> str:
+        return str(self._p.GetNode().GetName())
+
+    def is_feature(self) -> bool:
+        return bool(self._p.GetNode().IsFeature())
+
+    # value side
+    @property
+    def min(self) -> Any:
+        return self._p.GetMin()
+
+    @property
+    def max(self) -> Any:
+        return self._p.GetMax()
+
+    @property
+    def inc(self) -> Any:
+        return self._p.GetInc()
+
+    def has_inc(self) -> bool:
+        return bool(self._p.HasInc())
+
+    @property
+    def unit(self) -> str:
+        try:
+            return str(self._p.GetUnit())
+        except Exception:
+            return ""
+
+    @property
+    def symbolics(self) -> tuple[str, ...]:
+        return tuple(self._p.Symbolics)
+
+    @property
+    def value(self) -> Any:
+        return self._p.GetValue()
+
+    @value.setter
+    def value(self, v: Any) -> None:
+        self._p.SetValue(v)
+
+    def execute(self) -> None:
+        self._p.Execute()
+
+
+class _NodeMap:
+    """pylon's node map with the harvesters ``has_node`` / attribute / ``nodes`` interface."""
+
+    def __init__(self, node_map: Any) -> None:
+        self._nm = node_map
+
+    def has_node(self, name: str) -> bool:
+        try:
+            return bool(self._nm.GetNode(name).IsValid())
+        except Exception:
+            return False
+
+    def __getattr__(self, name: str) -> _Param:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _Param(self._nm.GetNode(name))
+
+    @property
+    def nodes(self) -> Iterator[_Param]:
+        for p in self._nm.GetNodes():
+            yield _Param(p)
+
+
+def _device_info(d: Any) -> dict[str, str]:
+    return {
+        "vendor": str(d.GetVendorName()), "model": str(d.GetModelName()),
+        "serial_number": str(d.GetSerialNumber()),
+        "user_defined_name": str(d.GetUserDefinedName()), "id": str(d.GetFullName()),
+        "tl_type": str(d.GetDeviceClass()), "version": str(d.GetDeviceVersion()),
+        "access_status": "unknown",
+    }
+
+
+class PylonSession(Session):
+    """One pylon camera (InstantCamera) in the worker."""
+
+    def __init__(self, log: LogFn) -> None:
+        """``log(level, event, **fields)`` forwards to the parent's structlog."""
+        super().__init__(log)
+        self._cam: Any = None
+        self._nm: _NodeMap | None = None
+
+    def open(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Enumerate, select, open, apply features, choose the trigger mode, start."""
+        from pypylon import pylon
+
+        self.name = str(spec["name"])
+        gc: dict[str, Any] = spec["genicam"]
+        tl = pylon.TlFactory.GetInstance()
+        devices = list(tl.EnumerateDevices())
+        infos = [_device_info(d) for d in devices]
+        index = select_device(infos, self.name, gc, ["pylon"])
+        self.info = infos[index]
+        try:
+            self._cam = pylon.InstantCamera(tl.CreateDevice(devices[index]))
+            self._cam.Open()
+        except Exception as exc:
+            raise CameraNotFound(
+                f"camera {self.name}: opening pylon device {self.info['id']} failed: {exc}"
+            ) from exc
+        self._cam.MaxNumBuffer.Value = int(gc.get("buffers", 4))
+        nm = self._nm = _NodeMap(self._cam.GetNodeMap())
+        for node, value in dict(gc.get("features", {})).items():
+            readback = write_feature(nm, self.name, node, value)
+            self._log("info", "camera_feature_applied", camera=self.name, node=node,
+                      value=repr(value), readback=repr(readback))
+        fmt = _PYLON_TO_PFNC.get(str(nm.PixelFormat.value), str(nm.PixelFormat.value))
+        try:
+            pixel_format_info(fmt)
+        except PixelFormatError as exc:
+            raise PixelFormatError(f"camera {self.name}: {exc}") from None
+        self._pixel_format = fmt
+        self.mode = self._configure_trigger(nm, str(gc.get("trigger", "auto")),
+                                            str(gc.get("trigger_line", "Line1")))
+        self._refresh_exposure(nm)
+        if self.mode in ("software", "hardware"):
+            self._start()
+        self._log("info", "camera_trigger_mode", camera=self.name, mode=self.mode)
+        return {**self.info, "mode": self.mode, "pixel_format": fmt,
+                "exposure_us": self._exposure, "gain_db": self._gain}
+
+    def _start(self) -> None:
+        from pypylon import pylon
+
+        if not self._acquiring:
+            if self.mode == "single":
+                self._cam.StartGrabbingMax(1, pylon.GrabStrategy_OneByOne)
+            else:
+                self._cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
+            self._acquiring = True
+
+    def _stop(self) -> None:
+        if self._acquiring and self._cam is not None:
+            self._acquiring = False
+            self._cam.StopGrabbing()
+
+    def close(self) -> None:
+        """Stop and close the camera: best effort, never raises."""
+        for step in (self._stop, self._close_cam):
+            try:
+                step()
+            except Exception as exc:
+                self._log("warning", "camera_worker_close_step_failed", camera=self.name,
+                          error=str(exc))
+
+    def _close_cam(self) -> None:
+        if self._cam is not None:
+            cam, self._cam = self._cam, None
+            cam.Close()
+
+    def trigger(self) -> None:
+        """Software: execute TriggerSoftware. Single: grab one. Hardware: nothing."""
+        self._triggered_ns = time.time_ns()
+        try:
+            if self._cam is None or self._cam.IsCameraDeviceRemoved():
+                raise CameraLost(f"camera {self.name}: device removed")
+            if self.mode == "software":
+                self._cam.TriggerSoftware.Execute()
+            elif self.mode == "single":
+                self._stop()
+                self._start()
+        except CameraError:
+            raise
+        except Exception as exc:
+            raise CameraLost(f"camera {self.name}: trigger failed: {exc}") from exc
+
+    def grab(self, timeout_s: float, sink: Callable[[int], memoryview]) -> dict[str, Any]:
+        """Retrieve one result within ``timeout_s``; copy it into ``sink`` and release it."""
+        from pypylon import pylon
+
+        if self._cam is None:
+            raise CameraLost(f"camera {self.name}: not open")
+        try:
+            res = self._cam.RetrieveResult(max(1, int(timeout_s * 1000)),
+                                           pylon.TimeoutHandling_Return)
+        except Exception as exc:
+            raise CameraLost(f"camera {self.name}: grab failed: {exc}") from exc
+        if res is None or not res.IsValid():
+            if self._cam.IsCameraDeviceRemoved():
+                raise CameraLost(f"camera {self.name}: device removed")
+            raise CameraTimeout(
+                f"camera {self.name}: no frame within {timeout_s:.3f} s (trigger mode "
+                f"{self.mode})"
+            )
+        arrived_ns = time.time_ns()
+        try:
+            meta = self._copy_result(res, sink)
+        finally:
+            res.Release()
+            if self.mode == "single":
+                self._stop()
+        meta["host_timestamp_ns"] = arrived_ns if self.mode == "hardware" else (
+            self._triggered_ns)
+        meta["extra"]["arrival_ns"] = str(arrived_ns)
+        meta["extra"]["host_clock"] = "arrival" if self.mode == "hardware" else "trigger"
+        return meta
+
+    def _copy_result(self, res: Any, sink: Callable[[int], memoryview]) -> dict[str, Any]:
+        assert self._nm is not None
+        fmt = self._pixel_format
+        channels, bits = pixel_format_info(fmt)
+        dtype = np.dtype(np.uint8 if bits == 8 else np.uint16)
+        complete = bool(res.GrabSucceeded())
+        extra = {"backend": "pylon", "mode": self.mode}
+        if complete:
+            h, w = int(res.Height), int(res.Width)
+            need = h * w * channels
+            dst = np.frombuffer(sink(need * dtype.itemsize), dtype=dtype, count=need)
+            with res.GetArrayZeroCopy() as arr:
+                dst[:] = np.asarray(arr).reshape(-1).view(dtype)[:need]
+        else:  # a failed buffer: no pixels to trust; the frame says so
+            h, w = int(self._nm.Height.value), int(self._nm.Width.value)
+            need = h * w * channels
+            np.frombuffer(sink(need * dtype.itemsize), dtype=dtype, count=need)[:] = 0
+            extra["error"] = f"{res.ErrorCode}: {res.ErrorDescription}"
+            self._log("warning", "camera_failed_buffer", camera=self.name,
+                      error=extra["error"])
+        stamp = int(res.TimeStamp) if complete else 0
+        self._grabs += 1
+        try:
+            device_frame_id = int(res.BlockID)
+        except Exception:
+            device_frame_id = -1
+        extra["device_frame_id"] = str(device_frame_id)
+        return {"frame_id": self._grabs, "pixel_format": fmt,
+                "shape": [h, w] if channels == 1 else [h, w, channels],
+                "dtype": dtype.name, "nbytes": need * dtype.itemsize, "complete": complete,
+                # pylon's emulation stamps 0: treat 0 as "no device clock".
+                "device_timestamp_ns": stamp or None, "exposure_us": self._exposure,
+                "gain_db": self._gain, "extra": extra}
+
+    def get(self, node: str) -> Any:
+        """Read a camera parameter."""
+        from drivers.cameras._worker import read_feature
+
+        assert self._nm is not None
+        return read_feature(self._nm, self.name, node)
+
+    def set(self, node: str, value: Any) -> Any:
+        """Write a camera parameter (grabbing paused for locked ones)."""
+        assert self._nm is not None
+        try:
+            result = write_feature(self._nm, self.name, node, value)
+        except CameraError:
+            if not self._acquiring:
+                raise
+            self._stop()
+            try:
+                result = write_feature(self._nm, self.name, node, value)
+            finally:
+                if self.mode in ("software", "hardware"):
+                    self._start()
+        self._refresh_exposure(self._nm)
+        if node == "PixelFormat":
+            self._pixel_format = _PYLON_TO_PFNC.get(str(result), str(result))
+        return result
