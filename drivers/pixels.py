@@ -94,9 +94,10 @@ def convert(
     top = float((1 << bits) - 1)
     dtype = dtype_of(pixel_format)
     arr = np.asarray(image)
-    # Fast path: 8-bit grey to an 8-bit mono/Bayer format needs no arithmetic.
-    if arr.dtype == np.uint8 and arr.ndim == 2 and bits == 8 and channels == 1:
-        return np.array(arr, dtype=np.uint8, copy=True)
+    if arr.dtype == np.uint8 and bits == 8 and source_bits in (None, 8):
+        fast = _convert_u8(arr, pixel_format, channels)
+        if fast is not None:
+            return fast
     rgb = to_rgb_float(arr, source_bits)
     order = bayer_order(pixel_format)
     plane: npt.NDArray[np.float32]
@@ -115,6 +116,37 @@ def convert(
         plane = rgb
     out: Pixels = np.clip(np.rint(plane * top), 0, top).astype(dtype)
     return out
+
+
+def _convert_u8(
+    arr: npt.NDArray[np.uint8], pixel_format: str, channels: int
+) -> npt.NDArray[np.uint8] | None:
+    """8-bit in, 8-bit out without float temporaries (a 20 MP RGB image would need 240 MB of
+    float32); ``None`` for layouts it does not handle."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    grey = arr.ndim == 2
+    if not grey and (arr.ndim != 3 or arr.shape[2] not in (3, 4)):
+        return None
+    rgb: npt.NDArray[np.uint8] = (
+        np.ascontiguousarray(arr[:, :, :3]) if not grey
+        else np.repeat(arr[:, :, None], 3, axis=2))
+    order = bayer_order(pixel_format)
+    if order is not None:
+        if grey:
+            return np.array(arr, dtype=np.uint8, copy=True)
+        out: npt.NDArray[np.uint8] = np.asarray(mosaic(rgb, order), dtype=np.uint8)
+        return out
+    if channels == 1:
+        if grey:
+            return np.array(arr, dtype=np.uint8, copy=True)
+        return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
+    if pixel_format == "BGR8":
+        return np.ascontiguousarray(rgb[:, :, ::-1])
+    if channels == 4:
+        alpha = np.full((*rgb.shape[:2], 1), 255, dtype=np.uint8)
+        return np.concatenate([rgb, alpha], axis=2)
+    return rgb.copy()
 
 
 def resize(image: npt.NDArray[np.generic], width: int | None, height: int | None) -> (
