@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import select
 import signal
 import sys
@@ -234,7 +235,10 @@ class Console:
         if not self.interactive:
             return ""
         self.say()
-        return self._ask(prompt).strip().lower()
+        try:
+            return self._ask(prompt).strip().lower()
+        except EOFError:  # Ctrl-D: the technician wants out
+            return "q"
 
     def live(self, text: str) -> None:
         """A line rewritten in place on a terminal (plain lines otherwise)."""
@@ -710,7 +714,8 @@ def capture(
                 if lights is not None:
                     lights.off()
             for frame in frames:
-                stem = (f"{frame.camera}_{datetime.now(UTC):%Y%m%dT%H%M%S}_{i:05d}")
+                safe = re.sub(r"[^A-Za-z0-9_.-]", "_", frame.camera)
+                stem = f"{safe}_{datetime.now(UTC):%Y%m%dT%H%M%S}_{i:05d}"
                 name = f"{stem}.{fmt}"
                 if not cv2.imwrite(str(out / name), _lossless(frame)):
                     raise CameraError(f"capture: OpenCV could not write {out / name}")

@@ -272,3 +272,26 @@ def test_preview_rewrites_a_jpeg(tmp_path: Path, capsys: pytest.CaptureFixture[s
     img = cv2.imread(str(path))
     assert img is not None and img.shape[1] == 320
     assert [p.name for p in tmp_path.iterdir()] == ["live.jpg"]
+
+
+def test_prompt_skip_and_quit(tmp_path: Path) -> None:
+    """At a prompt, 's' skips the step (SKIP, reason given); Ctrl-D (EOF) quits the run with
+    the lights left off and nothing written."""
+    booth, cfg = Booth(), _booth_cfg(tmp_path)
+    out = io.StringIO()
+    code = calibrate(cfg, tmp_path, cfg.cameras, ["dark", "lights"],
+                     Console(out, interactive=True, ask=lambda prompt: "s"),
+                     open_camera_fn=booth.open_camera, lights=booth.lights)
+    text = out.getvalue()
+    assert code == 0 and text.count("[SKIP]") == 2 and "skipped at the prompt" in text
+
+    def eof(prompt: str) -> str:
+        raise EOFError
+
+    before = list_calibrations(calibration_dir(cfg, tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        calibrate(cfg, tmp_path, cfg.cameras, ["lights"], Console(io.StringIO(),
+                  interactive=True, ask=eof), open_camera_fn=booth.open_camera,
+                  lights=booth.lights)
+    assert not booth.lights.lit
+    assert list_calibrations(calibration_dir(cfg, tmp_path)) == before
