@@ -33,6 +33,11 @@ class CalibrationConfig(Section):
         description="Stale or foreign calibration makes every inspection ERROR instead of a "
         "warning [-]",
     )
+    apply_exposure: bool = Field(
+        True,
+        description="The daemon sets each camera's ExposureTime and Gain to the calibrated "
+        "values (overriding the config's features) [-]",
+    )
     keep: int = Field(
         10, ge=1, le=1000,
         description="Calibrations kept on disk; older ones are deleted after a new one is "

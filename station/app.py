@@ -40,6 +40,41 @@ def load_calibration_state(
     return state, info
 
 
+def calibrated_exposure(cfg: StationConfig, data_dir: Path) -> dict[str, dict[str, float]]:
+    """Camera name -> {"ExposureTime": µs, "Gain": dB} from the calibration in force.
+
+    Empty when there is none, it is unreadable, or ``calibration.apply_exposure`` is off.
+    """
+    from station.calibration import load_calibration
+
+    if not cfg.calibration.apply_exposure:
+        return {}
+    record = load_calibration(cfg, data_dir).record
+    out: dict[str, dict[str, float]] = {}
+    for name, cam in (record.cameras.items() if record is not None else ()):
+        values = {"ExposureTime": cam.exposure_us, "Gain": cam.gain_db}
+        kept = {k: float(v) for k, v in values.items() if v is not None}
+        if kept:
+            out[name] = kept
+    return out
+
+
+def with_exposure(cfg: StationConfig, exposure: dict[str, dict[str, float]]) -> StationConfig:
+    """GenICam cameras get the calibrated values as features, so every (re)open applies them."""
+    cams = []
+    for cam in cfg.cameras:
+        values = exposure.get(cam.name)
+        if values and cam.backend == "genicam":
+            features = {**cam.genicam.features, **values}
+            cam = cam.model_copy(
+                update={"genicam": cam.genicam.model_copy(update={"features": features})}
+            )
+        cams.append(cam)
+    new = cfg.model_copy(update={"cameras": cams})
+    new._base_dir = cfg.base_dir
+    return new
+
+
 def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None = None) -> Daemon:
     """Open everything the config names and return a daemon ready to ``start()``.
 
@@ -63,9 +98,20 @@ def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None =
         else:
             early.append((kind, dict(data)))
 
-    cameras = [open_camera(c, cfg.base_dir) for c in cfg.cameras]
+    exposure = calibrated_exposure(cfg, data_dir)
+    cameras = [open_camera(c, cfg.base_dir) for c in with_exposure(cfg, exposure).cameras]
     rig = CameraRig(cameras, on_event=on_event)
     rig.open()
+    for cam in cameras:
+        if cfg.camera(cam.name).backend == "genicam":
+            continue  # applied as features on every (re)open, above
+        for node, value in exposure.get(cam.name, {}).items():
+            try:
+                cam.set_feature(node, value)
+                log.info("calibrated feature applied", camera=cam.name, node=node, value=value)
+            except DriverError as exc:
+                log.warning("calibrated feature not applied", camera=cam.name, node=node,
+                            error=str(exc))
     serials = {h.name: h.serial for h in rig.health()}
     calibration, cal_info = load_calibration_state(cfg, data_dir, serials)
     daemon = Daemon(
