@@ -14,6 +14,8 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
+import structlog
+
 import station.commands
 from config.errors import ConfigError, StationError
 from station import __version__
@@ -46,8 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Logs go to stderr so that stdout stays clean for --json output; `station run`
-    # reconfigures them from the config (level, JSON under systemd).
-    setup_logging(os.environ.get("STATION_LOG_LEVEL", "warning"), "console")
+    # reconfigures them from the config (level, JSON under systemd). A caller that set up
+    # structlog already (an embedding program, a test capturing logs) keeps its set-up.
+    if not structlog.is_configured():
+        setup_logging(os.environ.get("STATION_LOG_LEVEL", "warning"), "console")
     try:
         code: int = args.func(args)
     except ConfigError as exc:

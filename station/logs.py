@@ -22,6 +22,10 @@ def choose_format(fmt: Literal["auto", "console", "json"]) -> Literal["console",
     return "console"
 
 
+def _stderr_logger(*args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def setup_logging(level: str = "info", fmt: Literal["auto", "console", "json"] = "auto") -> None:
     """Configure structlog (and the stdlib root logger) to write to stderr."""
     lvl = _LEVELS.get(level, logging.INFO)
@@ -40,7 +44,9 @@ def setup_logging(level: str = "info", fmt: Literal["auto", "console", "json"] =
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr looked up at each call, not bound once: it may be replaced later
+        # (test capture, a redirecting caller).
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=lvl, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
