@@ -204,7 +204,7 @@ class Inspector:
             defects = extract_defects(
                 lab, scores.cpu().numpy(), camera=camera, class_names=self.class_names,
                 min_area_px=self.cfg.min_area_px, mm_per_px=mm_per_px,
-                max_outline_points=self.cfg.outline_points,
+                max_outline_points=self.cfg.outline_points, max_outlines=self.cfg.max_defects,
             )
             return CameraResult(camera, w, h, defects, defect_map), lab
 

@@ -86,7 +86,8 @@ def _outline(mask: npt.NDArray[np.uint8], ox: int, oy: int, max_points: int
     while len(poly) > max_points:
         eps *= 2
         poly = cv2.approxPolyDP(contour, eps, True)
-    return [(int(p[0][0]) + ox, int(p[0][1]) + oy) for p in poly]
+    pts = (poly.reshape(-1, 2) + np.array([ox, oy])).tolist()
+    return [(int(x), int(y)) for x, y in pts]
 
 
 def extract_defects(
@@ -98,11 +99,14 @@ def extract_defects(
     min_area_px: int,
     mm_per_px: float | None,
     max_outline_points: int = 64,
+    max_outlines: int | None = None,
 ) -> list[Defect]:
     """Connected components (8-connected) of each class in ``labels`` -> defects, largest first.
 
     ``class_names[i]`` names class index ``i`` (0 = background). Components smaller than
-    ``min_area_px`` are dropped.
+    ``min_area_px`` are dropped. Only the ``max_outlines`` largest defects of each class get an
+    outline polygon (all when ``None``): a noisy network can produce tens of thousands of
+    components, and only the listed ones are ever drawn.
     """
     if labels.shape != scores.shape:
         raise PipelineError(f"class map {labels.shape} and score map {scores.shape} differ")
@@ -121,7 +125,8 @@ def extract_defects(
         if not keep:
             continue
         sums = np.bincount(cc.ravel(), weights=scores.ravel(), minlength=n)
-        for i in keep:
+        keep.sort(key=lambda i: -int(areas[i]))
+        for rank, i in enumerate(keep):
             x, y, w, h = (int(v) for v in stats[i, :4])
             crop = cc[y:y + h, x:x + w] == i
             max_score = float(scores[y:y + h, x:x + w][crop].max())
@@ -136,7 +141,8 @@ def extract_defects(
                 centroid=(float(centroids[i][0]), float(centroids[i][1])),
                 mean_score=float(sums[i] / area),
                 max_score=max_score,
-                outline=_outline(crop.astype(np.uint8), x, y, max_outline_points),
+                outline=(_outline(crop.astype(np.uint8), x, y, max_outline_points)
+                         if max_outlines is None or rank < max_outlines else []),
             ))
     defects.sort(key=lambda d: (-d.area_px, d.class_index, d.box))
     return defects
