@@ -124,25 +124,30 @@ def extract_defects(
         keep = [i for i in range(1, n) if areas[i] >= min_area_px]
         if not keep:
             continue
-        sums = np.bincount(cc.ravel(), weights=scores.ravel(), minlength=n)
+        flat_cc, flat_scores = cc.ravel(), scores.ravel()
+        sums = np.bincount(flat_cc, weights=flat_scores, minlength=n)
+        maxs = np.zeros(n, dtype=np.float32)
+        np.maximum.at(maxs, flat_cc, flat_scores)
         keep.sort(key=lambda i: -int(areas[i]))
+        name = class_names[cls]
         for rank, i in enumerate(keep):
             x, y, w, h = (int(v) for v in stats[i, :4])
-            crop = cc[y:y + h, x:x + w] == i
-            max_score = float(scores[y:y + h, x:x + w][crop].max())
             area = int(areas[i])
+            outline: list[tuple[int, int]] = []
+            if max_outlines is None or rank < max_outlines:
+                crop = (cc[y:y + h, x:x + w] == i).astype(np.uint8)
+                outline = _outline(crop, x, y, max_outline_points)
             defects.append(Defect(
                 camera=camera,
-                class_name=class_names[cls],
+                class_name=name,
                 class_index=int(cls),
                 area_px=area,
                 area_mm2=float(area * mm2) if mm2 is not None else None,
                 box=(x, y, w, h),
                 centroid=(float(centroids[i][0]), float(centroids[i][1])),
                 mean_score=float(sums[i] / area),
-                max_score=max_score,
-                outline=(_outline(crop.astype(np.uint8), x, y, max_outline_points)
-                         if max_outlines is None or rank < max_outlines else []),
+                max_score=float(maxs[i]),
+                outline=outline,
             ))
     defects.sort(key=lambda d: (-d.area_px, d.class_index, d.box))
     return defects
