@@ -112,6 +112,12 @@ class GenICamConfig(Section):
         "Hikrobot MVS on >= 3.11); that interpreter needs numpy, harvesters, genicam, pydantic, "
         "PyYAML and structlog [path]",
     )
+    worker_rss_limit_mb: int = Field(
+        default=1024, ge=32, le=65536,
+        description="A camera worker whose resident memory exceeds this is restarted before "
+        "the next trigger (a planned restart, not a loss; harvesters#454/#502: producers "
+        "and harvesters grow over long runs) [MiB]",
+    )
     reply_margin_s: float = Field(
         default=2.0, gt=0, le=60,
         description="Grace beyond a request's own timeout before a silent worker process is "

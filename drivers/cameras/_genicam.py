@@ -96,6 +96,8 @@ class GenICamCamera:
         self._frames = 0
         self._errors = 0
         self._starts = 0
+        self._recycles = 0
+        self._recycle_due = False
         self._last_error = ""
 
     # -- worker process ------------------------------------------------------------------
@@ -226,9 +228,41 @@ class GenICamCamera:
                      serial=info.get("serial_number"), model=info.get("model"),
                      mode=info.get("mode"), pixel_format=info.get("pixel_format"))
 
+    @property
+    def recycles(self) -> int:
+        """How many times the worker was restarted for exceeding ``worker_rss_limit_mb``."""
+        return self._recycles
+
+    def worker_rss_kib(self) -> int | None:
+        """The worker's resident memory [KiB] (Linux /proc), ``None`` if not running."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def _recycle_if_due(self) -> None:
+        if not self._recycle_due:
+            return
+        self._recycle_due = False
+        rss = self.worker_rss_kib()
+        log.info("camera_worker_recycled", camera=self.name, rss_kib=rss,
+                 limit_mib=self.cfg.genicam.worker_rss_limit_mb)
+        self.close()
+        self.open()
+        self._recycles += 1
+
     def trigger(self) -> None:
-        """Software trigger, or start single-frame acquisition, or nothing (hardware)."""
+        """Software trigger, or start single-frame acquisition, or nothing (hardware).
+        A worker over its memory limit is restarted first (bounded by ``open_timeout_s``)."""
         with self._lock:
+            self._recycle_if_due()
             self._call(("trigger",), self.timeout_s + self._margin)
 
     def grab(self, timeout_s: float) -> Frame:
@@ -242,6 +276,9 @@ class GenICamCamera:
             data = np.frombuffer(self._map, dtype=dtype, count=count).reshape(
                 tuple(meta["shape"])).copy()
             self._frames += 1
+            rss = self.worker_rss_kib()
+            if rss is not None and rss > self.cfg.genicam.worker_rss_limit_mb * 1024:
+                self._recycle_due = True
         frame = Frame(
             camera=self.name, frame_id=int(meta["frame_id"]),
             host_timestamp_ns=int(meta["host_timestamp_ns"]),
@@ -280,14 +317,15 @@ class GenICamCamera:
             detail = f"worker process exited (code {code})"
         elif self._opened:
             detail = (f"mode {self._info.get('mode')}, {self._info.get('pixel_format')}, "
-                      f"worker pid {proc.pid if proc else '?'}")
+                      f"worker pid {proc.pid if proc else '?'}, recycled {self._recycles}x")
         else:
             detail = "not open" + (f"; last error: {self._last_error}" if self._last_error
                                    else "")
         return CameraHealth(
             name=self.name, backend=self.backend, connected=self._opened and alive, detail=detail,
             serial=self._info.get("serial_number") or None, model=self._info.get("model"),
-            frames=self._frames, errors=self._errors, reconnects=max(0, self._starts - 1),
+            frames=self._frames, errors=self._errors,
+            reconnects=max(0, self._starts - 1 - self._recycles),
         )
 
     def get_feature(self, node: str) -> FeatureValue:
