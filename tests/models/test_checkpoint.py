@@ -135,10 +135,13 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_shipped_default_model() -> None:
-    """The default checkpoint verifies, is small, untrained, and has the documented classes."""
+    """The default checkpoint verifies, is small, starts with the background class and (while
+    untrained) has the documented magnetic-tile classes (models/default/README.md)."""
     meta, state = read_checkpoint(DEFAULT_CHECKPOINT)
     assert DEFAULT_CHECKPOINT.stat().st_size < 25e6
-    assert meta.spec.classes == ["background", "Blowhole", "Break", "Crack", "Fray", "Uneven"]
-    assert meta.spec.encoder == "tu-efficientnet_lite0" and meta.spec.head == "softmax"
-    assert isinstance(meta.trained, bool)
+    assert meta.spec.classes[0] == "background"
+    if not meta.trained:
+        assert meta.spec.classes == ["background", "Blowhole", "Break", "Crack", "Fray",
+                                     "Uneven"]
+        assert meta.spec.encoder == "tu-efficientnet_lite0" and meta.spec.head == "softmax"
     assert state

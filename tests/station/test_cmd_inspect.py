@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import pytest
 
+from models import DEFAULT_CHECKPOINT
+from models.checkpoint import read_checkpoint
 from station.cli import main
 from tests.models.tester import save_tiny
 
@@ -31,7 +33,7 @@ def test_inspect_sample_images(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert overlay.shape == original.shape
         record = json.loads((out / f"{img.stem}.json").read_text())
         assert record["verdict"] in ("PASS", "FAIL")
-        assert record["model"]["model_id"].startswith("default-unet-lite0@")
+        assert record["model"]["model_id"] == read_checkpoint(DEFAULT_CHECKPOINT)[0].model_id
         assert record["mm_per_px"] == 0.1
         assert record["width"] == original.shape[1]
         for d in record["defects"]:

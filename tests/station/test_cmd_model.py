@@ -7,15 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from models import DEFAULT_CHECKPOINT
+from models.checkpoint import read_checkpoint
 from station.cli import main
 from tests.models.tester import save_tiny
 
 
 def test_info_default(capsys: pytest.CaptureFixture[str]) -> None:
-    """The shipped model verifies and its classes and untrained state are shown."""
+    """The shipped model verifies; its id, classes and trained state are shown."""
+    meta = read_checkpoint(DEFAULT_CHECKPOINT)[0]
     assert main(["model", "info", "default"]) == 0
     out = capsys.readouterr().out
-    assert "default-unet-lite0@" in out and "3=Crack" in out and "untrained" in out
+    assert meta.model_id in out and f"1={meta.spec.classes[1]}" in out
+    assert ("untrained" in out) is (not meta.trained)
 
 
 def test_info_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
