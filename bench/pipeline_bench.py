@@ -176,7 +176,7 @@ def run_bench(s: BenchSettings, log: Any = None) -> BenchResult:
         start = clock.sync()
         probs = ins.probabilities(image, None, clock)
         t = clock.sync()
-        cam, _ = ins.postprocess("cam0", probs, 0.05)
+        cam = ins.postprocess("cam0", probs, 0.05)
         t = clock.add("postprocess", t)
         judge([cam], rules)
         end = clock.add("verdict", t)

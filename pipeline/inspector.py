@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import structlog
 import torch
 
@@ -27,8 +26,10 @@ from models.build import SIZE_DIVISOR
 from models.checkpoint import Checkpoint, load_checkpoint
 from pipeline.infer import Segmenter, select_device
 from pipeline.postprocess import (
+    Crop,
     classify,
     defect_probabilities,
+    defect_regions,
     downscale_defect_map,
     extract_defects,
 )
@@ -181,12 +182,13 @@ class Inspector:
                 return run_whole(x, self.segmenter, SIZE_DIVISOR, clock)
             return self.tiler(x, self.segmenter, clock)
 
-    def postprocess(
-        self, camera: str, probs: torch.Tensor, mm_per_px: float | None
-    ) -> tuple[CameraResult, npt.NDArray[np.uint8]]:
-        """Probabilities -> (camera result with all defects, full-size class map on the host).
+    def postprocess(self, camera: str, probs: torch.Tensor, mm_per_px: float | None
+                    ) -> CameraResult:
+        """Probabilities -> camera result with all defects (largest first).
 
-        The full-size class map is only transferred when some pixel is a defect (else zeros).
+        Only the defect map comes to the host when there is no defect; otherwise only the
+        regions holding defects (see :func:`defect_regions`), or the whole class and score maps
+        when those regions are many or large.
         """
         with torch.inference_mode():
             p = defect_probabilities(probs, self.spec.head)
@@ -196,17 +198,26 @@ class Inspector:
                     f"camera {camera!r}: the network produced NaN or infinite probabilities"
                 )
             labels, scores = classify(p, self._thresholds_t, self._roi(camera, h, w))
-            dmap = downscale_defect_map(labels, scores, self.cfg.defect_map_downscale)
+            factor = self.cfg.defect_map_downscale
+            dmap = downscale_defect_map(labels, scores, factor)
             defect_map = np.ascontiguousarray(dmap.cpu().numpy(), dtype=np.uint8)
             if not defect_map.any():
-                return CameraResult(camera, w, h, [], defect_map), np.zeros((h, w), np.uint8)
-            lab = labels.cpu().numpy()
-            defects = extract_defects(
-                lab, scores.cpu().numpy(), camera=camera, class_names=self.class_names,
-                min_area_px=self.cfg.min_area_px, mm_per_px=mm_per_px,
-                max_outline_points=self.cfg.outline_points, max_outlines=self.cfg.max_defects,
-            )
-            return CameraResult(camera, w, h, defects, defect_map), lab
+                return CameraResult(camera, w, h, [], defect_map)
+            regions = defect_regions(defect_map, factor, h, w)
+            if regions is None:
+                regions = [Crop(0, h, 0, w, np.ones((h, w), dtype=bool))]
+            defects = []
+            for r in regions:
+                lab = labels[r.y0:r.y1, r.x0:r.x1].cpu().numpy()
+                lab[~r.keep] = 0
+                defects += extract_defects(
+                    lab, scores[r.y0:r.y1, r.x0:r.x1].cpu().numpy(), camera=camera,
+                    class_names=self.class_names, min_area_px=self.cfg.min_area_px,
+                    mm_per_px=mm_per_px, max_outline_points=self.cfg.outline_points,
+                    max_outlines=self.cfg.max_defects, origin=(r.x0, r.y0),
+                )
+            defects.sort(key=lambda d: (-d.area_px, d.class_index, d.box))
+            return CameraResult(camera, w, h, defects, defect_map)
 
     def inspect(
         self,
@@ -241,7 +252,7 @@ class Inspector:
                 t = clock.sync()
                 for k, v in clock.times_ms.items():
                     timings["preprocess" if k == "preprocess" else "infer"] += v
-                result, _ = self.postprocess(image.camera, probs, scale)
+                result = self.postprocess(image.camera, probs, scale)
                 del probs
                 timings["postprocess"] += (self._sync() - t) * 1000
                 results.append(result)

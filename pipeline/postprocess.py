@@ -8,6 +8,8 @@ scale is known), box, centroid, mean and max score and an outline polygon.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -100,14 +102,17 @@ def extract_defects(
     mm_per_px: float | None,
     max_outline_points: int = 64,
     max_outlines: int | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> list[Defect]:
     """Connected components (8-connected) of each class in ``labels`` -> defects, largest first.
 
     ``class_names[i]`` names class index ``i`` (0 = background). Components smaller than
     ``min_area_px`` are dropped. Only the ``max_outlines`` largest defects of each class get an
     outline polygon (all when ``None``): a noisy network can produce tens of thousands of
-    components, and only the listed ones are ever drawn.
+    components, and only the listed ones are ever drawn. ``origin`` (x, y) is where
+    ``labels[0, 0]`` lies in the full frame (for crops); results are in full-frame pixels.
     """
+    ox, oy = origin
     if labels.shape != scores.shape:
         raise PipelineError(f"class map {labels.shape} and score map {scores.shape} differ")
     defects: list[Defect] = []
@@ -136,18 +141,59 @@ def extract_defects(
             outline: list[tuple[int, int]] = []
             if max_outlines is None or rank < max_outlines:
                 crop = (cc[y:y + h, x:x + w] == i).astype(np.uint8)
-                outline = _outline(crop, x, y, max_outline_points)
+                outline = _outline(crop, x + ox, y + oy, max_outline_points)
             defects.append(Defect(
                 camera=camera,
                 class_name=name,
                 class_index=int(cls),
                 area_px=area,
                 area_mm2=float(area * mm2) if mm2 is not None else None,
-                box=(x, y, w, h),
-                centroid=(float(centroids[i][0]), float(centroids[i][1])),
+                box=(x + ox, y + oy, w, h),
+                centroid=(float(centroids[i][0]) + ox, float(centroids[i][1]) + oy),
                 mean_score=float(sums[i] / area),
                 max_score=float(maxs[i]),
                 outline=outline,
             ))
     defects.sort(key=lambda d: (-d.area_px, d.class_index, d.box))
     return defects
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A part of the frame holding whole defects: rows ``y0:y1``, columns ``x0:x1``, and the
+    pixels of it that belong to this region (``keep``, full resolution, bool)."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    keep: npt.NDArray[np.bool_]
+
+
+def defect_regions(
+    defect_map: npt.NDArray[np.uint8], factor: int, height: int, width: int,
+    max_regions: int = 64, max_share: float = 0.25,
+) -> list[Crop] | None:
+    """Regions of the full frame that together hold every defect pixel, each defect whole.
+
+    The 8-connected groups of non-zero blocks of the downscaled ``defect_map`` (block = the
+    ``factor`` x ``factor`` pixels it summarises): a connected set of defect pixels only covers
+    connected blocks, so every defect lies inside exactly one group. Only these regions need to
+    leave the device. ``None`` when there are more than ``max_regions`` groups or they cover
+    more than ``max_share`` of the frame (then the whole frame is cheaper).
+    """
+    occupied = (defect_map > 0).astype(np.uint8)
+    if occupied.mean() > max_share:
+        return None
+    n, cc, stats, _ = cv2.connectedComponentsWithStats(occupied, connectivity=8)
+    if n - 1 > max_regions:
+        return None
+    regions = []
+    for j in range(1, n):
+        bx, by, bw, bh = (int(v) for v in stats[j, :4])
+        y0, x0 = by * factor, bx * factor
+        y1, x1 = min((by + bh) * factor, height), min((bx + bw) * factor, width)
+        blocks = cc[by:by + bh, bx:bx + bw] == j
+        keep = np.repeat(np.repeat(blocks, factor, axis=0), factor, axis=1)[:y1 - y0, :x1 - x0]
+        regions.append(Crop(y0, y1, x0, x1, keep))
+    return regions

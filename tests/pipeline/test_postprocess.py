@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -10,9 +12,11 @@ import torch
 from pipeline.postprocess import (
     classify,
     defect_probabilities,
+    defect_regions,
     downscale_defect_map,
     extract_defects,
 )
+from pipeline.types import Defect
 
 NAMES = ["background", "Blowhole", "Crack"]
 
@@ -112,3 +116,37 @@ def test_defect_map_keeps_small_defects_and_the_strongest_class() -> None:
     assert small.tolist() == [[2, 0], [0, 1]]
     odd = downscale_defect_map(torch.ones(9, 5, dtype=torch.uint8), torch.ones(9, 5), 4)
     assert odd.shape == (3, 2)
+
+
+def test_crops_give_the_same_defects_as_the_whole_frame() -> None:
+    """Defects found region by region (only defect regions leave the device) equal those found
+    on the whole frame, also when one region's box encloses another region (an L shape around
+    a speck)."""
+    labels = np.zeros((96, 128), np.uint8)
+    labels[10:60, 10:14] = 2  # L shape: vertical bar ...
+    labels[56:60, 10:60] = 2  # ... and its foot
+    labels[30:33, 30:33] = 1  # a speck inside the L's bounding box, in its own blocks
+    labels[80:90, 100:127] = 1
+    cv2.circle(labels, (100, 30), 9, 2, -1)
+    rng = np.random.default_rng(0)
+    scores = np.where(labels > 0, rng.uniform(0.5, 1.0, labels.shape), 0).astype(np.float32)
+    factor = 4
+    dmap = downscale_defect_map(torch.from_numpy(labels), torch.from_numpy(scores), factor)
+    crops = defect_regions(dmap.numpy(), factor, 96, 128)
+    assert crops is not None and len(crops) == 4
+    kw = {"camera": "c", "class_names": NAMES, "min_area_px": 1, "mm_per_px": 0.1}
+    whole = extract_defects(labels, scores, **kw)  # type: ignore[arg-type]
+    parts = []
+    for c in crops:
+        lab = labels[c.y0:c.y1, c.x0:c.x1].copy()
+        lab[~c.keep] = 0
+        parts += extract_defects(lab, scores[c.y0:c.y1, c.x0:c.x1],
+                                 origin=(c.x0, c.y0), **kw)  # type: ignore[arg-type]
+    def rounded(ds: list[Defect]) -> list[Defect]:
+        out = [dataclasses.replace(d, centroid=(round(d.centroid[0], 9),
+                                                round(d.centroid[1], 9)),
+                                   mean_score=round(d.mean_score, 9)) for d in ds]
+        return sorted(out, key=lambda d: (-d.area_px, d.class_index, d.box))
+
+    assert rounded(parts) == rounded(whole)
+    assert defect_regions(np.ones((4, 4), np.uint8), factor, 16, 16) is None
