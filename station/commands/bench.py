@@ -2,33 +2,19 @@
 
 One synthetic BayerRG8 frame (5472 x 3648 on CUDA; 1368 x 912 on the CPU unless ``--size``)
 through every pipeline stage, median per stage over the repeats, device-synchronised; then the
-same frame through the naive reference loop; speed-up and output agreement. The harness lives
-in ``bench/pipeline_bench.py`` (a source checkout; it is not installed with the package).
+same frame through the naive reference loop; speed-up and output agreement. The harness is
+``station/bench.py`` (``python -m bench.pipeline_bench`` runs it from a source checkout).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
-from pathlib import Path
 from types import ModuleType
-
-from config.errors import StationError
 
 
 def _harness() -> ModuleType:
-    try:
-        return importlib.import_module("bench.pipeline_bench")
-    except ImportError:
-        root = Path(__file__).resolve().parents[2]
-        if not (root / "bench" / "pipeline_bench.py").is_file():
-            raise StationError(
-                "station bench needs a source checkout (bench/pipeline_bench.py is not "
-                "installed with the package)"
-            ) from None
-        sys.path.insert(0, str(root))
-        return importlib.import_module("bench.pipeline_bench")
+    return importlib.import_module("station.bench")  # imports torch: only when it runs
 
 
 #: The reference camera's frame.
