@@ -81,3 +81,58 @@ def test_light_controller_killed_and_restarted(
         time.sleep(0.3)
     code, _ = station.stop()
     assert code == 0
+
+
+def test_camera_worker_killed_mid_run(run_station: Factory) -> None:
+    """genicam-sim: SIGKILL a camera's worker process; ERROR or retried verdicts, camera_lost
+    and camera_recovered events, then normal verdicts, all without restarting the daemon."""
+    import json
+    import os
+    import re
+
+    import zmq
+
+    station = run_station("genicam-sim")
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(station.publish)
+    events: list[dict[str, object]] = []
+
+    def pump(until: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not until():
+            assert time.monotonic() < deadline, (events, station.log()[-3000:])
+            if sub.poll(200):
+                topic, header, *_ = sub.recv_multipart()
+                if topic == b"event":
+                    events.append(json.loads(header))
+
+    seen_status: list[bool] = []
+
+    def joined() -> bool:  # the slow joiner: wait for a status message first
+        if sub.poll(200) and sub.recv_multipart()[0] == b"status":
+            seen_status.append(True)
+        return bool(seen_status)
+
+    try:
+        pump(joined, 10)
+        assert inspect(station)["verdict"] in ("PASS", "FAIL")
+        status = request(station.command, {"command": "status"}, 5)["result"]
+        match = re.search(r"worker pid (\d+)", status["cameras"][0]["detail"])
+        assert match, status["cameras"][0]
+        os.kill(int(match.group(1)), signal.SIGKILL)
+        first = inspect(station)  # right after the kill
+        if first["verdict"] == "ERROR":
+            assert "cam0" in first["reasons"][0] and "worker process exited" in first["reasons"][0]
+        else:  # the rig's monitor saw the dead worker and reopened it before the trigger
+            pump(lambda: any(e["kind"] == "camera_lost" for e in events), 10)
+        pump(lambda: any(e["kind"] == "camera_recovered" for e in events), 30)
+        kinds = [e["kind"] for e in events]
+        assert "camera_lost" in kinds
+        assert inspect(station)["verdict"] in ("PASS", "FAIL")
+    finally:
+        sub.close()
+        ctx.term()
+    assert station.stop()[0] == 0
