@@ -204,6 +204,11 @@ class TrainConfig(_Strict):
         ge=1,
         description="Validate on at most this many images (seeded choice); None = all [images]",
     )
+    init_from: str | None = Field(
+        default=None,
+        description="Start from the weights of this checkpoint (same network; fine-tuning); "
+        "None = fresh / ImageNet init [path]",
+    )
     out: str = Field(default="runs/train", description="Output directory [path]")
     resume: bool = Field(default=False, description="Continue from out/last.pt when present [-]")
     progress: bool = Field(default=True, description="Show a progress bar [-]")

@@ -382,6 +382,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     (out / "config.json").write_text(cfg.model_dump_json(indent=2))
     spec = make_spec(cfg, ds.classes)
     model, init = build_network(cfg, spec)
+    if cfg.init_from:
+        from models.checkpoint import read_checkpoint
+
+        _, state = read_checkpoint(cfg.init_from)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelError(f"init_from {cfg.init_from}: weights do not fit: {exc}") from exc
+        init = f"weights of {cfg.init_from}"
     model.to(device)
     meta0 = make_meta(name="train", spec=spec, state_dict={})
     norm = meta0.normalisation
