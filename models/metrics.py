@@ -26,8 +26,8 @@ import numpy.typing as npt
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
-#: threshold grid of the sweeps (0.01 .. 0.99)
-SWEEP = tuple(round(0.01 * k, 2) for k in range(1, 100))
+#: threshold grid of the sweeps (0.01 .. 0.99, then 0.995 and 0.999)
+SWEEP = (*(round(0.01 * k, 2) for k in range(1, 100)), 0.995, 0.999)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ from models.plots import line_chart
 
 log = structlog.get_logger(__name__)
 U8 = npt.NDArray[np.uint8]
-MIN_AREAS: tuple[int, ...] = (1, 4, 8, 16, 32, 64, 128, 256)
+MIN_AREAS: tuple[int, ...] = (1, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 @dataclass
@@ -317,28 +317,35 @@ def choose_operating_point(
         if f1 > best_f1:
             best_t, best_f1 = kb / bins, f1
     labels = np.asarray([bool(g.any()) for g in val.gts])
-    best_op = {
-        "image_threshold": 0.5,
-        "min_area_px": float(min_area_default),
-        "val_defect_recall": 0.0,
-        "val_false_reject_rate": 1.0,
-    }
+    points: list[dict[str, float]] = []
     for area in sorted({min_area_default, *MIN_AREAS}):
         scores = np.asarray([image_score(p.astype(np.float32), area) for p in val.any_probs])
         for t in SWEEP:
             flagged = scores >= t
-            frr = float(flagged[~labels].mean()) if (~labels).any() else 0.0
-            rec = float(flagged[labels].mean()) if labels.any() else 0.0
-            if frr <= max_false_reject and (
-                rec > best_op["val_defect_recall"]
-                or (rec == best_op["val_defect_recall"] and frr < best_op["val_false_reject_rate"])
-            ):
-                best_op = {
+            points.append(
+                {
                     "image_threshold": t,
                     "min_area_px": float(area),
-                    "val_defect_recall": rec,
-                    "val_false_reject_rate": frr,
+                    "val_defect_recall": float(flagged[labels].mean()) if labels.any() else 0.0,
+                    "val_false_reject_rate": float(flagged[~labels].mean())
+                    if (~labels).any()
+                    else 0.0,
                 }
+            )
+    feasible = [p for p in points if p["val_false_reject_rate"] <= max_false_reject]
+    if feasible:  # most recall, then fewest false rejects, then the lowest threshold
+        best_op = max(
+            feasible,
+            key=lambda p: (
+                p["val_defect_recall"],
+                -p["val_false_reject_rate"],
+                -p["image_threshold"],
+            ),
+        )
+        best_op["target_met"] = 1.0
+    else:  # the target cannot be met: fewest false rejects, then most recall
+        best_op = min(points, key=lambda p: (p["val_false_reject_rate"], -p["val_defect_recall"]))
+        best_op["target_met"] = 0.0
     return {c: best_t for c in classes}, best_op
 
 
