@@ -72,3 +72,32 @@ def test_resume_continues_after_the_last_epoch(tmp_path: Path) -> None:
     result = run_tiny(tmp_path, epochs=2, resume=True)
     assert [h["epoch"] for h in result.history] == [1.0, 2.0]
     assert result.epochs_run == 2
+
+
+def test_operating_point_meets_the_false_reject_target_or_falls_back() -> None:
+    """Thresholds from validation maps: the pixel threshold maximises F1; the image point
+    keeps false rejects <= the target, and when no point can, the fewest false rejects win
+    (target_met = 0)."""
+    import numpy as np
+
+    from models.metrics import Scores
+    from models.train import ValResult, choose_operating_point
+
+    defect = np.zeros((16, 16), np.float16)
+    defect[2:8, 2:8] = 0.9
+    gt = np.zeros((16, 16), np.uint8)
+    gt[2:8, 2:8] = 1
+    free = np.zeros((16, 16), np.float16)
+    free[10:12, 10:12] = 0.6  # a small, weaker blob on a good part
+    val = ValResult(0.0, Scores(0, 0, 0), [defect, free], [gt, np.zeros_like(gt)])
+    ths, op = choose_operating_point(val, ["a"], 16, 0.0)
+    assert 0.6 <= ths["a"] < 0.9  # exactly the defect square above the threshold
+    assert op["val_defect_recall"] == 1.0 and op["val_false_reject_rate"] == 0.0
+    assert op["target_met"] == 1.0
+    # a good part covered by a saturated 40 x 40 blob is flagged at every threshold and area
+    sure = np.ones((40, 40), np.float16)
+    gt2 = np.ones((40, 40), np.uint8)
+    bad = ValResult(0.0, Scores(0, 0, 0), [sure, sure], [gt2, np.zeros_like(gt2)])
+    _, op2 = choose_operating_point(bad, ["a"], 16, 0.0)
+    assert op2["target_met"] == 0.0 and op2["val_false_reject_rate"] == 1.0
+    assert op2["val_defect_recall"] == 1.0
