@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from config.errors import CameraError, CameraLost, CameraNotFound, CameraTimeout, PixelFormatError
+from config.errors import CameraError, CameraLost, CameraNotFound, CameraTimeout
 from drivers.cameras._worker import LogFn, Session, select_device, write_feature
 from drivers.frame import pixel_format_info
 
@@ -148,25 +148,16 @@ class PylonSession(Session):
                 f"camera {self.name}: opening pylon device {self.info['id']} failed: {exc}"
             ) from exc
         self._cam.MaxNumBuffer.Value = int(gc.get("buffers", 4))
-        nm = self._nm = _NodeMap(self._cam.GetNodeMap())
-        for node, value in dict(gc.get("features", {})).items():
-            readback = write_feature(nm, self.name, node, value)
-            self._log("info", "camera_feature_applied", camera=self.name, node=node,
-                      value=repr(value), readback=repr(readback))
-        fmt = _PYLON_TO_PFNC.get(str(nm.PixelFormat.value), str(nm.PixelFormat.value))
-        try:
-            pixel_format_info(fmt)
-        except PixelFormatError as exc:
-            raise PixelFormatError(f"camera {self.name}: {exc}") from None
-        self._pixel_format = fmt
-        self.mode = self._configure_trigger(nm, str(gc.get("trigger", "auto")),
-                                            str(gc.get("trigger_line", "Line1")))
-        self._refresh_exposure(nm)
-        if self.mode in ("software", "hardware"):
-            self._start()
-        self._log("info", "camera_trigger_mode", camera=self.name, mode=self.mode)
-        return {**self.info, "mode": self.mode, "pixel_format": fmt,
-                "exposure_us": self._exposure, "gain_db": self._gain}
+        self._nm = _NodeMap(self._cam.GetNodeMap())
+        return self._configure(self._nm, gc)
+
+    #: Basler cameras take hardware triggers on Line1.
+    DEFAULT_TRIGGER_LINE = "Line1"
+
+    def _pixel_format_of(self, nm: Any) -> str:
+        """pylon's PixelFormat name, translated to PFNC where they differ."""
+        name = str(nm.PixelFormat.value)
+        return _PYLON_TO_PFNC.get(name, name)
 
     def _start(self) -> None:
         from pypylon import pylon

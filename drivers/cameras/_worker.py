@@ -362,19 +362,34 @@ class Session:
             self._log("warning", "camera_buffers_raised", camera=self.name, configured=wanted,
                       producer_minimum=minimum)
         self._ia.num_buffers = max(wanted, minimum)
-        nm = self._ia.remote_device.node_map
+        return self._configure(self._ia.remote_device.node_map, gc)
+
+    #: Trigger input used when the config names none.
+    DEFAULT_TRIGGER_LINE = "Line0"
+
+    def _pixel_format_of(self, nm: Any) -> str:
+        """The device's PixelFormat as a PFNC name."""
+        return str(read_feature(nm, self.name, "PixelFormat"))
+
+    def _configure(self, nm: Any, gc: dict[str, Any]) -> dict[str, Any]:
+        """Apply the features in order, check the pixel format, choose the trigger mode, start.
+
+        Shared by every backend once its device is open; returns what ``open`` reports.
+        """
         for node, value in dict(gc.get("features", {})).items():
             readback = write_feature(nm, self.name, node, value)
             self._log("info", "camera_feature_applied", camera=self.name, node=node,
                       value=repr(value), readback=repr(readback))
-        fmt = str(read_feature(nm, self.name, "PixelFormat"))
+        fmt = self._pixel_format_of(nm)
         try:
             pixel_format_info(fmt)
         except PixelFormatError as exc:
             raise PixelFormatError(f"camera {self.name}: {exc}") from None
         self._pixel_format = fmt
-        self.mode = self._configure_trigger(nm, str(gc.get("trigger", "auto")),
-                                            str(gc.get("trigger_line", "Line0")))
+        self.mode = self._configure_trigger(
+            nm, str(gc.get("trigger", "auto")),
+            str(gc.get("trigger_line", self.DEFAULT_TRIGGER_LINE)),
+        )
         self._refresh_exposure(nm)
         if self.mode in ("software", "hardware"):
             self._start()
