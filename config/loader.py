@@ -120,14 +120,20 @@ def _field_rule(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         current = _inner_model(ann)
     if info is None:
         return ""
+    bits = field_bounds(info)
+    rule = f"allowed: {', '.join(bits)}; " if bits else ""
+    return f"{rule}{info.description or ''}".strip("; ")
+
+
+def field_bounds(info: Any) -> list[str]:
+    """A field's numeric bounds as text, e.g. ``[">= 1", "<= 64"]``."""
     bits = []
     for meta in info.metadata:
         for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
             val = getattr(meta, attr, None)
             if val is not None:
                 bits.append(f"{sym} {val}")
-    rule = f"allowed: {', '.join(bits)}; " if bits else ""
-    return f"{rule}{info.description or ''}".strip("; ")
+    return bits
 
 
 def _inner_model(ann: Any) -> Any:

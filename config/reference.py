@@ -7,18 +7,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from config.loader import _inner_model
+from config.loader import _inner_model, field_bounds
 from config.schema import StationConfig
 
 
 def _bounds(info: Any) -> str:
-    bits = []
-    for meta in info.metadata:
-        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-            val = getattr(meta, attr, None)
-            if val is not None:
-                bits.append(f"{sym} {val}")
-    return ", ".join(bits)
+    return ", ".join(field_bounds(info))
 
 
 def _default(info: Any) -> str:
