@@ -55,6 +55,18 @@ class OperatingPoint:
         return cls(ths, float(op.get("image_threshold", min(ths))), int(op.get("min_area_px", 16)))
 
 
+#: The headline figures of a report (a public interface: the keys of report.json).
+HEADLINE_KEYS: tuple[str, ...] = (
+    "pixel.precision",
+    "pixel.recall",
+    "pixel.f1",
+    "pixel.iou",
+    "class.mean.f1",
+    "image.defect_recall",
+    "image.false_reject_rate",
+)
+
+
 def to_input(images: Sequence[U8], norm: Normalisation, in_channels: int) -> torch.Tensor:
     """Grey uint8 images (same size) -> normalised float tensor (N, C, H, W)."""
     x = torch.from_numpy(np.stack(images)).float().div_(255.0).unsqueeze(1)

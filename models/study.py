@@ -20,7 +20,7 @@ from config.errors import ConfigError
 from config.train import TrainConfig
 from models.checkpoint import load_checkpoint
 from models.data import load_dataset, split_from_lists
-from models.evaluate import evaluate
+from models.evaluate import HEADLINE_KEYS, evaluate
 
 log = structlog.get_logger(__name__)
 
@@ -63,13 +63,7 @@ COLUMNS: tuple[str, ...] = (
     "epochs",
     "best_epoch",
     "minutes",
-    "pixel.precision",
-    "pixel.recall",
-    "pixel.f1",
-    "pixel.iou",
-    "class.mean.f1",
-    "image.defect_recall",
-    "image.false_reject_rate",
+    *HEADLINE_KEYS,
     "pixel_threshold",
     "stopped",
 )

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the headline figures."""
     import torch
 
-    from models.evaluate import run_evaluation
+    from models.evaluate import HEADLINE_KEYS, run_evaluation
 
     model = args.model
     if model == "default":
@@ -63,15 +63,6 @@ def run(args: argparse.Namespace) -> int:
         args.split_list,
         args.group_pattern,
     )
-    keys = [
-        "pixel.precision",
-        "pixel.recall",
-        "pixel.f1",
-        "pixel.iou",
-        "class.mean.f1",
-        "image.defect_recall",
-        "image.false_reject_rate",
-    ]
-    print(json.dumps({k: round(float(report[k]), 4) for k in keys}, indent=2))
+    print(json.dumps({k: round(float(report[k]), 4) for k in HEADLINE_KEYS}, indent=2))
     print(f"report: {Path(args.out) / 'report.md'}")
     return 0
