@@ -79,6 +79,9 @@ class Store:
         self.path = data_dir / DB_NAME
         self._lock = threading.Lock()
         self._map_bytes: int | None = None  # running total, counted once on first write
+        #: inspections per verdict: counted once at open, then kept up to date by record(),
+        #: so that status (published from the daemon's main loop) never scans the table
+        self._counts = {"PASS": 0, "FAIL": 0, "ERROR": 0}
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
@@ -90,11 +93,15 @@ class Store:
                 (str(STORE_SCHEMA_VERSION),),
             )
             self._db.commit()
+            rows = self._db.execute(
+                "SELECT verdict, COUNT(*) FROM inspections GROUP BY verdict"
+            ).fetchall()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"data directory {str(data_dir)!r}: cannot open the store {DB_NAME} ({exc}); "
                 "give a writable --data-dir"
             ) from exc
+        self._counts.update({str(v): int(n) for v, n in rows})
 
     def write_map(self, inspection_id: str, started_at: str, camera: str, png: bytes) -> str:
         """Write one defect-map PNG; returns its path relative to the data directory."""
@@ -131,6 +138,7 @@ class Store:
                     "INSERT INTO inspections VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
                 )
                 self._db.commit()
+                self._counts[header["verdict"]] += 1
             except sqlite3.Error as exc:
                 raise StoreError(
                     f"cannot record inspection {header['inspection_id']}: {exc}"
@@ -162,14 +170,9 @@ class Store:
         ]
 
     def counts(self) -> dict[str, int]:
-        """Number of inspections per verdict."""
+        """Number of inspections per verdict (no query: kept up to date by ``record``)."""
         with self._lock:
-            rows = self._db.execute(
-                "SELECT verdict, COUNT(*) FROM inspections GROUP BY verdict"
-            ).fetchall()
-        out = {"PASS": 0, "FAIL": 0, "ERROR": 0}
-        out.update({str(v): int(n) for v, n in rows})
-        return out
+            return dict(self._counts)
 
     def _prune_maps(self) -> None:
         """Delete the oldest maps while their total is over the budget (scan only then)."""

@@ -73,3 +73,15 @@ def test_unwritable_data_dir(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StoreError, match="writable --data-dir"):
         Store(blocker / "sub")
+
+
+def test_counts_survive_a_reopen(tmp_path: Path) -> None:
+    """Counts are read once at open and kept current by record(), across restarts."""
+    store = Store(tmp_path)
+    store.record(header(1, "FAIL"), {})
+    store.close()
+    store = Store(tmp_path)
+    assert store.counts() == {"PASS": 0, "FAIL": 1, "ERROR": 0}
+    store.record(header(2), {})
+    assert store.counts() == {"PASS": 1, "FAIL": 1, "ERROR": 0}
+    store.close()
