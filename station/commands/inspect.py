@@ -45,9 +45,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def read_image(path: Path, camera: str) -> InputImage:
     """An image file as an :class:`InputImage` (grey -> Mono8/16, colour -> BGR8)."""
+    if not path.is_file():
+        raise PipelineError(f"{path}: no such file; give image files (PNG, JPEG, TIFF, BMP)")
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
-        raise PipelineError(f"{path}: not a readable image file")
+        raise PipelineError(
+            f"{path}: not a readable image file (OpenCV cannot decode it); give PNG, JPEG, "
+            "TIFF or BMP files"
+        )
     arr: Any = np.ascontiguousarray(data)
     if arr.ndim == 3 and arr.shape[2] == 4:
         arr = np.ascontiguousarray(arr[..., :3])

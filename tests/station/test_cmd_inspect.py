@@ -63,3 +63,14 @@ def test_inspect_unreadable_image(tmp_path: Path, capsys: pytest.CaptureFixture[
                  "--set", "pipeline.device=cpu"])
     assert code == 1
     assert "bad.png" in capsys.readouterr().err
+
+
+def test_missing_and_undecodable_files_are_named(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing file and a file that is no image each get their own message and exit 1."""
+    assert main(["inspect", str(tmp_path / "nope.png"), "--out", str(tmp_path / "o")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    junk = tmp_path / "junk.jpg"
+    junk.write_text("not an image")
+    assert main(["inspect", str(junk), "--out", str(tmp_path / "o")]) == 1
+    assert "cannot decode" in capsys.readouterr().err
