@@ -24,17 +24,29 @@ from tests.e2e.conftest import RunningStation
 Factory = Callable[..., RunningStation]
 
 
-def sub_socket(endpoint: str, ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
-    """A SUB socket that has provably joined: it waits for the first status message."""
+def sub_socket(endpoint: str, ctx: zmq.Context[zmq.Socket[bytes]],
+               command: str | None = None, timeout_s: float = 30) -> zmq.Socket[bytes]:
+    """A SUB socket that has provably joined: it waits for the first status message.
+
+    With ``command``, a failure says whether the daemon still answers requests.
+    """
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(endpoint)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:  # slow joiner: status is published every 0.2 s
         if sub.poll(500) and sub.recv_multipart()[0] == b"status":
             return sub
-    raise AssertionError("no status message within 10 s")
+    sub.close()
+    alive = "not asked"
+    if command is not None:
+        try:
+            alive = str(request(command, {"command": "status"}, 5).get("ok"))
+        except Exception as exc:
+            alive = repr(exc)
+    raise AssertionError(f"no status message on {endpoint} within {timeout_s} s; "
+                         f"status request answered ok={alive}")
 
 
 def next_verdict(sub: zmq.Socket[bytes], inspection_id: str, timeout_s: float = 30
@@ -169,9 +181,12 @@ def test_trigger_watch_history_commands(run_station: Factory, tmp_path: Path) ->
     base = [sys.executable, "-m", "station.cli"]
     watch = subprocess.Popen(
         [*base, "watch", "--endpoint", station.publish, "--count", "1", "--timeout", "60",
-         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+         "--json", "--status"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(1.5)  # let the subscriber join before the verdict is published
+    assert watch.stdout is not None
+    # The slow joiner: `watch` has subscribed once it prints its first status message.
+    first = json.loads(watch.stdout.readline())
+    assert first["topic"] == "status", first
     res = subprocess.run(
         [*base, "trigger", "--endpoint", station.command, "--part-id", "DMC-42"],
         capture_output=True, text=True, timeout=60,
@@ -179,7 +194,7 @@ def test_trigger_watch_history_commands(run_station: Factory, tmp_path: Path) ->
     assert res.returncode in (0, 1), res.stderr
     assert "DMC-42" in res.stdout and ("PASS" in res.stdout or "FAIL" in res.stdout)
     out, err = watch.communicate(timeout=60)
-    seen = [json.loads(line) for line in out.decode().splitlines()]
+    seen = [json.loads(line) for line in out.splitlines()]
     assert any(m["topic"] == "verdict" and m["part_id"] == "DMC-42" for m in seen), err
     hist = subprocess.run([*base, "history", "--data-dir", str(station.data_dir), "-n", "5"],
                           capture_output=True, text=True, timeout=60)

@@ -15,6 +15,7 @@ import pytest
 
 from station.messaging.client import request
 from tests.e2e.conftest import RunningStation
+from tests.e2e.test_daemon import sub_socket
 
 Factory = Callable[..., RunningStation]
 
@@ -94,10 +95,7 @@ def test_camera_worker_killed_mid_run(run_station: Factory) -> None:
 
     station = run_station("genicam-sim")
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.connect(station.publish)
+    sub = sub_socket(station.publish, ctx, station.command)
     events: list[dict[str, object]] = []
 
     def pump(until: Callable[[], bool], timeout_s: float) -> None:
@@ -109,15 +107,7 @@ def test_camera_worker_killed_mid_run(run_station: Factory) -> None:
                 if topic == b"event":
                     events.append(json.loads(header))
 
-    seen_status: list[bool] = []
-
-    def joined() -> bool:  # the slow joiner: wait for a status message first
-        if sub.poll(200) and sub.recv_multipart()[0] == b"status":
-            seen_status.append(True)
-        return bool(seen_status)
-
     try:
-        pump(joined, 10)
         assert inspect(station)["verdict"] in ("PASS", "FAIL")
         status = request(station.command, {"command": "status"}, 5)["result"]
         match = re.search(r"worker pid (\d+)", status["cameras"][0]["detail"])

@@ -40,7 +40,7 @@ class Harness:
     def start(self) -> None:
         self.daemon.start()
         self.thread.start()
-        self.wait_for(lambda: self._seen_status, 10, "a status message")
+        self.wait_for(lambda: self._seen_status, 30, "a status message")
 
     _seen_status = False
 
