@@ -45,13 +45,22 @@ def calibrated_exposure(cfg: StationConfig, data_dir: Path) -> dict[str, dict[st
 
     Empty when there is none, it is unreadable, or ``calibration.apply_exposure`` is off.
     """
-    from station.calibration import load_calibration
+    from config.errors import CalibrationError
+    from station.calibration.store import calibration_dir, current_id, read_calibration
 
     if not cfg.calibration.apply_exposure:
         return {}
-    record = load_calibration(cfg, data_dir).record
+    directory = calibration_dir(cfg, data_dir)
+    try:
+        cal_id = current_id(directory)
+        if cal_id is None:
+            return {}
+        # The record only: the maps are read once, by load_calibration after the cameras open.
+        record, _ = read_calibration(directory, cal_id, with_maps=False)
+    except (OSError, CalibrationError):
+        return {}  # load_calibration reports what is wrong with it
     out: dict[str, dict[str, float]] = {}
-    for name, cam in (record.cameras.items() if record is not None else ()):
+    for name, cam in record.cameras.items():
         values = {"ExposureTime": cam.exposure_us, "Gain": cam.gain_db}
         kept = {k: float(v) for k, v in values.items() if v is not None}
         if kept:

@@ -220,9 +220,12 @@ def save_calibration(
 
 
 def read_calibration(
-    directory: Path, calibration_id: str
+    directory: Path, calibration_id: str, *, with_maps: bool = True
 ) -> tuple[CalibrationRecord, dict[str, dict[str, npt.NDArray[np.float32]]]]:
-    """Read one calibration; ``CalibrationError`` says which file is wrong and how."""
+    """Read one calibration; ``CalibrationError`` says which file is wrong and how.
+
+    ``with_maps=False`` reads and validates the record only (the maps can be hundreds of MB).
+    """
     where = directory / calibration_id
     rec_path = where / RECORD_FILE
     try:
@@ -253,7 +256,7 @@ def read_calibration(
     maps: dict[str, dict[str, npt.NDArray[np.float32]]] = {}
     wanted = [(c, k) for c, r in record.cameras.items() for k in ("dark", "flat")
               if getattr(r, k)]
-    if wanted:
+    if wanted and with_maps:
         maps_path = where / MAPS_FILE
         try:
             with np.load(maps_path, allow_pickle=False) as npz:

@@ -154,6 +154,17 @@ def test_missing_map_is_a_problem(tmp_path: Path) -> None:
     assert not loaded.usable and "dark map of camera 'cam0'" in loaded.problems[0]
 
 
+def test_record_only_read_skips_the_maps(tmp_path: Path) -> None:
+    """with_maps=False validates and returns the record without touching maps.npz."""
+    directory = tmp_path / "calibration"
+    cal_id = _save(directory)
+    (directory / cal_id / "maps.npz").unlink()
+    record, maps = read_calibration(directory, cal_id, with_maps=False)
+    assert record.calibration_id == cal_id and maps == {}
+    with pytest.raises(CalibrationError, match=r"maps\.npz"):
+        read_calibration(directory, cal_id)
+
+
 def test_newer_format_is_refused(tmp_path: Path) -> None:
     """A record from a future format version is not guessed at."""
     directory = tmp_path / "calibration"
