@@ -117,7 +117,7 @@ def run_study(
                     "init": v.note,
                     "loss": loss,
                     "epochs": result.epochs_run,
-                    "best_epoch": result.best_epoch,
+                    "best_step": result.best_step,
                     "minutes": round(minutes, 1),
                     **{k: report[k] for k in COLUMNS if k in report},
                     "pixel_threshold": next(iter(result.thresholds.values()), 0.5),

@@ -3,6 +3,12 @@
 On CUDA the model runs in half precision and channels-last memory (both configurable); on the
 CPU in float32. The caller wraps everything in ``torch.inference_mode()``. The output is
 always per-class probabilities in float32: softmax over all classes, or independent sigmoids.
+
+Networks with an image head also return image-level logits per batch item; the segmenter keeps
+their maximum since :meth:`Segmenter.begin_frame` (:attr:`Segmenter.image_logits`), so the
+tiler needs to know nothing of them: the part score of a frame is the maximum over its tiles.
+Device choice and the output conventions come from :mod:`models.runtime`, the one runtime that
+training and evaluation use too.
 """
 
 from __future__ import annotations
@@ -12,24 +18,11 @@ import torch
 from torch import nn
 
 from config.errors import ModelError
+from models.runtime import logits_to_probs, select_device, split_outputs
 
 log = structlog.get_logger(__name__)
 
-
-def select_device(preference: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if preference == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelError(
-                "pipeline.device is 'cuda' but torch sees no CUDA device; set it to 'auto' or "
-                "'cpu'"
-            )
-        return torch.device("cuda")
-    if preference == "cpu":
-        return torch.device("cpu")
-    raise ModelError(f"pipeline.device must be auto, cpu or cuda, got {preference!r}")
+__all__ = ["Segmenter", "select_device"]
 
 
 class Segmenter:
@@ -64,6 +57,7 @@ class Segmenter:
             p.requires_grad_(False)
         self.model: nn.Module = model
         self._forward: nn.Module = model
+        self.image_logits: torch.Tensor | None = None
         if compile_model:
             try:
                 self._forward = torch.compile(model)  # type: ignore[assignment]
@@ -71,17 +65,28 @@ class Segmenter:
                 raise ModelError(f"torch.compile failed: {exc}") from exc
         log.debug("segmenter ready", device=str(device), dtype=str(self.dtype), head=head)
 
+    def begin_frame(self) -> None:
+        """Forget the image logits of the previous frame."""
+        self.image_logits = None
+
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw network output for a ``(N, C, H, W)`` batch (in the model's dtype)."""
+        """Segmentation logits for a ``(N, C, H, W)`` batch (in the model's dtype); image
+        logits, when the network has an image head, update :attr:`image_logits`."""
         x = batch.to(device=self.device, dtype=self.dtype).contiguous(
             memory_format=self.memory_format
         )
-        out: torch.Tensor = self._forward(x)
-        return out
+        seg, img = split_outputs(self._forward(x))
+        if img is not None:
+            batch_max = img.float().amax(dim=0, keepdim=True)
+            self.image_logits = (batch_max if self.image_logits is None
+                                 else torch.maximum(self.image_logits, batch_max))
+        return seg
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(N, K, H, W)`` float32 for a normalised ``(N, C, H, W)`` batch."""
+        """Probabilities ``(N, K, H, W)`` float32 for a normalised ``(N, C, H, W)`` batch.
+
+        Softmax heads keep their background channel here (``postprocess`` drops it)."""
         logits = self.logits(batch).float()
         if self.head == "softmax":
             return torch.softmax(logits, dim=1)
-        return torch.sigmoid(logits)
+        return logits_to_probs(logits, self.head)

@@ -4,6 +4,13 @@
 ``inspect(images, calibration, mm_per_px)`` runs preprocess -> tiling/infer/blend ->
 postprocess -> verdict for every camera and returns a :class:`PipelineResult`. Bad input raises
 :class:`PipelineError` (the daemon turns exceptions into ERROR verdicts); it never returns ERROR.
+
+The decision: by default the model's own operating point (``CheckpointMeta.operating_point``:
+per-class pixel thresholds and minimum areas in px, the image head's threshold, and the rule
+that combines them, all chosen on a validation split when the model was trained). When the
+config sets ``rules.default`` or ``rules.classes``, those rules decide instead, and
+``model_info["decision"]`` says so (``station status`` shows it). ``model.thresholds`` in the
+config override single pixel thresholds either way.
 """
 
 from __future__ import annotations
@@ -36,7 +43,13 @@ from pipeline.postprocess import (
 from pipeline.preprocess import Normaliser, Preprocessor
 from pipeline.tiling import StageClock, Tiler, run_whole
 from pipeline.types import CameraCalibration, CameraResult, InputImage, PipelineResult
-from pipeline.verdict import Region, judge, load_region
+from pipeline.verdict import (
+    Region,
+    judge,
+    judge_operating_point,
+    load_region,
+    operating_point_rules,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -74,9 +87,15 @@ class Inspector:
                     f"{where} names {', '.join(unknown)}, which model {meta.model_id} does not "
                     f"have; its defect classes: {', '.join(defect_classes)}"
                 )
+        explicit = bool(self.rules.model_fields_set & {"default", "classes"})
+        self.operating_point = None if explicit else meta.effective_operating_point()
         merged = {c: meta.threshold(c) for c in defect_classes}
+        if self.operating_point is not None:
+            merged.update(self.operating_point.pixel_thresholds)
         merged.update(thresholds or {})
         self.thresholds = merged
+        self._op_rules = (operating_point_rules(self.operating_point, self.rules)
+                          if self.operating_point is not None else None)
         self.device = select_device(self.cfg.device)
         self.segmenter = Segmenter(
             checkpoint.model, meta.spec.head, self.device, half=self.cfg.half,
@@ -148,7 +167,20 @@ class Inspector:
             "mode": self.cfg.mode,
             "tile_size": self.cfg.tile_size,
             "overlap": self.cfg.overlap,
+            "image_head": meta.spec.image_head,
+            "operating_point": self.decision_id,
+            "decision": (
+                f"model operating point {self.operating_point.describe()}"
+                if self.operating_point is not None
+                else "config rules (rules.default / rules.classes override the model's "
+                f"operating point {meta.effective_operating_point().op_id})"
+            ),
         }
+
+    @property
+    def decision_id(self) -> str:
+        """What decides: the operating point's id, or ``config-rules``."""
+        return self.operating_point.op_id if self.operating_point is not None else "config-rules"
 
     def _roi(self, camera: str, height: int, width: int) -> torch.Tensor | None:
         region = self.regions.get(camera)
@@ -174,6 +206,7 @@ class Inspector:
         ``clock`` collects device-synchronised sub-stage times (preprocess, tile, infer, blend).
         """
         with torch.inference_mode():
+            self.segmenter.begin_frame()
             t = clock.sync() if clock else 0.0
             x = self.preprocessor(image, calibration)
             if clock:
@@ -181,6 +214,16 @@ class Inspector:
             if self.cfg.mode == "whole":
                 return run_whole(x, self.segmenter, SIZE_DIVISOR, clock)
             return self.tiler(x, self.segmenter, clock)
+
+    def part_score(self) -> tuple[float | None, str | None]:
+        """The image head's part score of the last frame :meth:`probabilities` ran (its largest
+        class logit over all tiles) and that class; (None, None) without an image head."""
+        logits = self.segmenter.image_logits
+        if logits is None:
+            return None, None
+        row = logits[0].float()
+        k = int(torch.argmax(row))
+        return float(row[k]), self.spec.defect_classes[k]
 
     def postprocess(self, camera: str, probs: torch.Tensor, mm_per_px: float | None
                     ) -> CameraResult:
@@ -252,12 +295,18 @@ class Inspector:
                 t = clock.sync()
                 for k, v in clock.times_ms.items():
                     timings["preprocess" if k == "preprocess" else "infer"] += v
+                score, score_class = self.part_score()
                 result = self.postprocess(image.camera, probs, scale)
+                result.part_score, result.part_class = score, score_class
                 del probs
                 timings["postprocess"] += (self._sync() - t) * 1000
                 results.append(result)
             t = time.perf_counter()
-            verdict, reasons = judge(results, self.rules)
+            if self.operating_point is not None and self._op_rules is not None:
+                verdict, reasons = judge_operating_point(results, self.operating_point,
+                                                         self._op_rules)
+            else:
+                verdict, reasons = judge(results, self.rules)
             for r in results:
                 if len(r.defects) > self.cfg.max_defects:
                     log.warning("defect list truncated", camera=r.camera, found=len(r.defects),
@@ -269,6 +318,7 @@ class Inspector:
         return PipelineResult(
             verdict=verdict, reasons=reasons, cameras=results,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
+            operating_point=self.decision_id,
         )
 
 

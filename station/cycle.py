@@ -212,7 +212,8 @@ def run_cycle(
         finished_at=iso(time.time()),
         duration_ms=round((time.perf_counter() - t0) * 1000, 3),
         timings_ms=timings,
-        model=ModelOut(model_id=str(info.get("model_id")), trained=bool(info.get("trained"))),
+        model=ModelOut(model_id=str(info.get("model_id")), trained=bool(info.get("trained")),
+                       operating_point=str(info.get("operating_point") or "") or None),
         calibration_id=calibration.calibration_id,
         cameras=cameras_out,
         maps=list(maps),
@@ -232,7 +233,8 @@ def error_outcome(
             station=cfg.name, inspection_id=inspection_id, part_id=part_id, verdict="ERROR",
             reasons=[reason], started_at=now, finished_at=now, duration_ms=0.0, timings_ms={},
             model=ModelOut(
-                model_id=str(model_info.get("model_id")), trained=bool(model_info.get("trained"))
+                model_id=str(model_info.get("model_id")), trained=bool(model_info.get("trained")),
+                operating_point=str(model_info.get("operating_point") or "") or None,
             ),
             calibration_id=calibration_id,
             cameras=[CameraOut(camera=c.name) for c in cfg.cameras],
