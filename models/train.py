@@ -196,6 +196,17 @@ def validate(
     model: nn.Module, spec: ModelSpec, norm: Normalisation, ds: Dataset, indices: list[int],
     cfg: TrainConfig, device: torch.device,
 ) -> ValResult:
+    """See :func:`_validate`; on CUDA in the training's precision and memory format (float32
+    channels-last depthwise convolutions are slow there)."""
+    use_amp = cfg.amp and device.type == "cuda"
+    with torch.autocast(device_type=device.type, dtype=_amp_dtype(device), enabled=use_amp):
+        return _validate(model, spec, norm, ds, indices, cfg, device)
+
+
+def _validate(
+    model: nn.Module, spec: ModelSpec, norm: Normalisation, ds: Dataset, indices: list[int],
+    cfg: TrainConfig, device: torch.device,
+) -> ValResult:
     """Whole validation images: mean loss, binary pixel scores at 0.5, AUROC of the part score
     (the image head's, else the largest any-defect probability)."""
     t0 = time.monotonic()
@@ -393,7 +404,7 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
             "train_s": train_s, "val_s": val.seconds,
         }
         history.append(row)
-        reserve_s = max(reserve_s, 3 * val.seconds + 10)
+        reserve_s = 2 * val.seconds + 10  # the last validation and the operating point
         if _better(smoothed, best, cfg.monitor):
             best, best_step = smoothed, step
             save_checkpoint(

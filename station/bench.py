@@ -33,6 +33,7 @@ from config.pipeline import PipelineConfig
 from config.rules import RulesConfig
 from models.build import ModelSpec, build_model, count_parameters
 from models.checkpoint import Checkpoint, load_checkpoint, make_meta
+from models.runtime import split_outputs
 from pipeline.inspector import Inspector
 from pipeline.postprocess import classify, defect_probabilities
 from pipeline.tiling import StageClock, plan_tiles, window_1d
@@ -135,7 +136,7 @@ def naive_reference(
     with torch.inference_mode():
         for y, x in grid.origins:
             t = torch.from_numpy(np.ascontiguousarray(padded[:, y:y + tile, x:x + tile]))
-            logits = model(t.unsqueeze(0).to(device))
+            logits, _ = split_outputs(model(t.unsqueeze(0).to(device)))
             probs = torch.softmax(logits, 1) if head == "softmax" else torch.sigmoid(logits)
             out = probs[0].cpu().numpy()
             if acc is None:
