@@ -43,6 +43,7 @@ from station.commands._common import (
     add_data_dir_option,
     config_from_args,
     data_dir,
+    in_range,
 )
 
 if TYPE_CHECKING:
@@ -88,39 +89,6 @@ def _steps(text: str) -> list[StepName]:
     return [s for s in STEP_ORDER if s in names]
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number 1..MAX_COUNT."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{value} is outside 1..{MAX_COUNT}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """argparse type: seconds, 0..MAX_PREVIEW_S."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value <= MAX_PREVIEW_S:
-        raise argparse.ArgumentTypeError(f"{value} s is outside 0..{MAX_PREVIEW_S:g}")
-    return value
-
-
-def _width(text: str) -> int:
-    """argparse type: preview width 64..8192 px."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of pixels") from None
-    if not 64 <= value <= 8192:
-        raise argparse.ArgumentTypeError(f"{value} px is outside 64..8192")
-    return value
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``station capture``."""
     parser = sub.add_parser(
@@ -144,7 +112,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(default: calibration.steps of the config); they run in that order")
     parser.add_argument("--yes", "-y", action="store_true",
                         help="unattended: no prompts, defaults everywhere (no terminal needed)")
-    parser.add_argument("--count", "-n", type=_positive_int, default=1, metavar="N",
+    parser.add_argument("--count", "-n", type=in_range(int, 1, MAX_COUNT), default=1, metavar="N",
                         help="frames per camera to capture (default 1)")
     parser.add_argument("--out", "-o", metavar="PATH",
                         help="capture: directory (default <data dir>/captures/<UTC time>); "
@@ -153,12 +121,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="lights during capture / preview (default on)")
     parser.add_argument("--format", choices=["png", "tiff"], default="png",
                         help="capture file format, both lossless (default png)")
-    parser.add_argument("--interval", type=_seconds, default=None, metavar="S",
+    seconds = in_range(float, 0.0, MAX_PREVIEW_S, unit="s")
+    parser.add_argument("--interval", type=seconds, default=None, metavar="S",
                         help="pause between captures (default 0) or preview updates (0.2) [s]")
-    parser.add_argument("--duration", type=_seconds, default=60.0, metavar="S",
+    parser.add_argument("--duration", type=seconds, default=60.0, metavar="S",
                         help="preview: stop after this long (default 60, 0 = until Ctrl-C, "
                         f"at most {MAX_PREVIEW_S:g}) [s]")
-    parser.add_argument("--width", type=_width, default=1024, metavar="PX",
+    parser.add_argument("--width", type=in_range(int, 64, 8192, unit="px"), default=1024,
+                        metavar="PX",
                         help="preview: width of the JPEG (default 1024) [px]")
     parser.set_defaults(func=run)
 
