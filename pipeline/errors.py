@@ -9,15 +9,17 @@ do; anything else (a real bug, e.g. a shape mismatch) passes through untouched::
     with torch_errors("inference", device, {"pipeline.batch_size": 8}):
         probs = segmenter(batch)
 
-After running out of CUDA memory the allocator's cache is emptied, so that the next inspection
-starts from a clean pool instead of failing the same way.
+After running out of CUDA memory the failed work's tensors are released (torch's traceback,
+which holds them, is dropped; the message keeps what it said) and the allocator's cache is
+emptied, so the memory is free at once, not only when the error has been handled.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from types import TracebackType
 
 import torch
 
@@ -77,18 +79,38 @@ def translate_torch_error(
     return None
 
 
-@contextmanager
+class _TorchErrors:
+    """The context manager :func:`torch_errors` returns (a class, not a generator: the
+    generator machinery would keep torch's traceback, and with it the failed work's tensors,
+    alive in its own frame)."""
+
+    def __init__(self, where: str, device: torch.device | str,
+                 settings: Mapping[str, object] | None) -> None:
+        self.where, self.device, self.settings = where, device, settings
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            return
+        translated = translate_torch_error(exc, self.where, self.device, self.settings)
+        if translated is None:
+            return  # not ours to translate: it propagates unchanged
+        if isinstance(exc, torch.OutOfMemoryError):
+            # torch's traceback holds the failed work's frames and so its tensors: drop it,
+            # then give the cached blocks back, so the memory is free while the error travels.
+            exc.__traceback__ = None
+            del tb
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        raise translated from exc
+
+
 def torch_errors(
     where: str, device: torch.device | str, settings: Mapping[str, object] | None = None,
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Run the block; a torch memory or device failure in it becomes ``InferenceError`` (see
     :func:`translate_torch_error`); everything else passes through unchanged."""
-    try:
-        yield
-    except RuntimeError as exc:
-        translated = translate_torch_error(exc, where, device, settings)
-        if translated is None:
-            raise
-        if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        raise translated from exc
+    return _TorchErrors(where, device, settings)

@@ -3,6 +3,8 @@ bugs pass through unchanged."""
 
 from __future__ import annotations
 
+import weakref
+
 import pytest
 import torch
 
@@ -70,16 +72,49 @@ def test_bugs_and_the_station_s_own_errors_pass_through_unchanged() -> None:
     assert translate_torch_error(RuntimeError("expected scalar type Half"), "x", "cpu") is None
 
 
+def test_after_out_of_memory_the_failed_work_is_released_while_the_error_travels() -> None:
+    """What the failed work held (on a GPU: its tensors) is freed as soon as the block is
+    left, not only when the InferenceError is handled: torch's traceback is dropped. Other
+    errors keep theirs."""
+
+    class Held:
+        """Stands for a tensor the failed work allocated."""
+
+    refs: list[weakref.ref[Held]] = []
+
+    def work(exc: RuntimeError) -> None:
+        held = Held()
+        refs.append(weakref.ref(held))
+        raise exc
+
+    with pytest.raises(InferenceError) as info, torch_errors("inference", "cuda:0"):
+        work(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB"))
+    assert refs[0]() is None and info.value.__cause__ is not None
+    with pytest.raises(RuntimeError) as bug, torch_errors("inference", "cuda:0"):
+        work(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert refs[1]() is not None and bug.value.__traceback__ is not None
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_a_real_cuda_out_of_memory_is_translated_and_the_cache_emptied() -> None:
-    """Asking the GPU for more than it has: InferenceError naming the GPU; afterwards the
-    allocator's cache is back where it was and a normal allocation works."""
+def test_a_real_cuda_out_of_memory_is_translated_and_the_memory_freed() -> None:
+    """Filling the GPU in 8 GiB blocks until it fails, as a too-big batch would: InferenceError
+    naming the GPU; while that error is still alive the blocks are already released and the
+    cache emptied, and half the card can be had again."""
     device = torch.device("cuda")
     total = torch.cuda.get_device_properties(device).total_memory
-    before = torch.cuda.memory_reserved(device)
-    with pytest.raises(InferenceError, match=r"ran out of GPU memory: CUDA out of memory"), \
-            torch_errors("inference", device, SETTINGS):
-        torch.empty(2 * total, dtype=torch.uint8, device=device)
-    assert torch.cuda.memory_reserved(device) <= before
-    assert float(torch.ones(4, device=device).sum()) == 4.0
+    allocated, reserved = torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
+
+    def too_big() -> None:
+        held = [torch.empty(8 * 2**30, dtype=torch.uint8, device=device)
+                for _ in range(total // 2**33 + 2)]
+        del held  # never reached
+
+    with pytest.raises(InferenceError, match=r"ran out of GPU memory: CUDA out of memory"
+                       ) as info, torch_errors("inference", device, SETTINGS):
+        too_big()
+    assert isinstance(info.value.__cause__, torch.OutOfMemoryError)
+    assert torch.cuda.memory_allocated(device) <= allocated
+    assert torch.cuda.memory_reserved(device) <= reserved
+    half = torch.empty(total // 2, dtype=torch.uint8, device=device)
+    assert half.numel() == total // 2
