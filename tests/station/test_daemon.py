@@ -195,7 +195,15 @@ def test_cycle_timeout_is_an_error(tmp_path: Path) -> None:
         header = h.inspect()
         assert header["verdict"] == "ERROR"
         assert "cycle.cycle_timeout_s" in header["reasons"][0]
-        time.sleep(1.0)
+        # The daemon reports the abandoned cycle as a problem until its late result has come
+        # back and been discarded: wait for exactly that, then nothing more may be recorded.
+        stuck = "a cycle exceeded cycle.cycle_timeout_s and has not returned"
+
+        def late_result_discarded() -> bool:
+            status = request(h.command, {"command": "status"}, 5)["result"]
+            return stuck not in status["problems"] and status["queue"]["in_flight"] == 0
+
+        h.wait_for(late_result_discarded, 60, "the late result to come back and be discarded")
         counts = request(h.command, {"command": "status"}, 5)["result"]["counts"]
         assert counts == {"PASS": 0, "FAIL": 0, "ERROR": 1}
     finally:
