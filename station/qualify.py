@@ -79,7 +79,7 @@ class InspectorScorer:
             m = (lab == k + 1).astype(np.uint8)
             area = 0
             if m.any():
-                n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+                _, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
                 areas = stats[1:, cv2.CC_STAT_AREA]
                 areas = areas[areas >= ins.cfg.min_area_px]
                 area = int(areas.max()) if len(areas) else 0

@@ -84,7 +84,8 @@ def train_cells(names: list[str], data: str, out: Path, minutes: float, smoke: b
     for name, (proc, t0, fh) in procs.items():
         code = proc.wait()
         fh.close()
-        results[name] = {"train_exit": code, "train_minutes": round((time.monotonic() - t0) / 60, 2)}
+        minutes = round((time.monotonic() - t0) / 60, 2)
+        results[name] = {"train_exit": code, "train_minutes": minutes}
         print(f"{name}: training exit {code} after {results[name]['train_minutes']} min",
               flush=True)
     return results
