@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"  model   {model.get('model_id')}  "
           f"{'trained' if model.get('trained') else 'UNTRAINED: verdicts mean nothing'}  "
           f"on {model.get('device')}")
+    if model.get("decision"):
+        print(f"  decides {model.get('decision')}")
     for cam in st["cameras"]:
         print(f"  camera  {cam['name']:<8} {cam['backend']:<8} "
               f"{'connected' if cam['connected'] else 'NOT CONNECTED'}  {cam.get('detail', '')}")
