@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.preprocess import bayer_pattern
 from pipeline.types import CameraResult, InputImage, Verdict
 
 #: BGR colours per class index (cycled); index 0 (background) is never drawn.
@@ -32,6 +31,8 @@ def colour(class_index: int) -> tuple[int, int, int]:
 
 def to_display(image: InputImage) -> npt.NDArray[np.uint8]:
     """The raw pixels as an 8-bit BGR picture (Bayer demosaiced, deep formats shifted)."""
+    from pipeline.preprocess import bayer_pattern  # here: colour() must not import torch
+
     px = image.pixels
     if px.dtype == np.uint16:
         px8 = (px >> max(image.bits - 8, 0)).clip(0, 255).astype(np.uint8)
