@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import socket
+from types import FrameType
 
 from config.errors import ConfigError
 from station.commands._common import (
@@ -31,6 +33,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+def check_listen(host: str, port: int) -> None:
+    """Refuse, with the keys to change, an address this machine cannot listen on."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"hmi.host {host!r}: not an address here ({exc.strerror}); use "
+                          "127.0.0.1, 0.0.0.0 or an address of this machine") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            raise ConfigError(
+                f"hmi.port {port} on {host}: cannot listen ({exc.strerror}); is another HMI "
+                "running? Choose a free port with --port or --set hmi.port=PORT"
+            ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
     from station.logs import setup_logging
@@ -52,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else cfg.hmi.port
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port}: a TCP port is 1 to 65535")
+    check_listen(host, port)
     token = load_token(cfg.resolve(cfg.hmi.token_file) if cfg.hmi.token_file else None)
     app = create_app(cfg, data_dir(args, cfg), token)
     import structlog
@@ -59,9 +81,19 @@ def run(args: argparse.Namespace) -> int:
     structlog.get_logger(__name__).info(
         "hmi serving", url=f"http://{host}:{port}/live", actions="on" if token else "off",
         publish=cfg.messaging.publish)
-    server = uvicorn.Server(uvicorn.Config(
+    hmi = app.state.hmi
+
+    class Server(uvicorn.Server):
+        """SIGTERM/SIGINT: close the event streams, stop, exit 0 (as `station run` does)."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            hmi.closing.set()
+            self.force_exit = self.should_exit  # a second signal: no more waiting
+            self.should_exit = True
+
+    server = Server(uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=2, server_header=False, lifespan="on",
+        timeout_graceful_shutdown=5, server_header=False, lifespan="on",
     ))
     server.run()
     return 0 if server.started else 1

@@ -23,9 +23,10 @@ import csv
 import io
 import json
 import re
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ log = structlog.get_logger(__name__)
 HERE = Path(__file__).resolve().parent
 MAX_BODY = 16 * 1024
 KEEPALIVE_S = 15.0
+TICK_S = 0.5  # how soon an event stream notices that the server is closing
+TRIGGER_TIMEOUT_S = 5.0  # the station answers `inspect` (no wait) at once when it is up
 SHIFTS_LISTED = 9
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -86,6 +89,7 @@ class Hmi:
     feed: Feed
     access: Access
     export_dir: Path
+    closing: threading.Event = field(default_factory=threading.Event)  # ends the streams
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -262,7 +266,7 @@ def part_page(request: Request) -> Response:
     header, _ = found
     mark = hmi.state.disagreements([iid]).get(iid)
     return _page(request, "part.html", inspection=_inspection(hmi, header),
-                 mark=asdict(mark) if mark else None,
+                 mark={**asdict(mark), "at": hmi.clock.show(mark.at)} if mark else None,
                  can_disagree=header["verdict"] in SAYS,
                  operator_says=SAYS.get(header["verdict"], ""))
 
@@ -439,12 +443,17 @@ async def events(request: Request) -> Response:
     async def stream() -> AsyncIterator[str]:
         try:
             yield "retry: 1000\n\n" + sse("hello", await to_thread.run_sync(hello))
-            while True:
+            quiet = 0.0
+            while not hmi.closing.is_set():
                 try:
-                    msg = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    msg = await asyncio.wait_for(queue.get(), TICK_S)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    quiet += TICK_S
+                    if quiet >= KEEPALIVE_S:
+                        quiet = 0.0
+                        yield ": keep-alive\n\n"
                     continue
+                quiet = 0.0
                 if msg.topic == "verdict":
                     yield sse("verdict", _inspection(hmi, msg.header))
                     if msg.header.get("verdict") == "ERROR":
@@ -514,7 +523,8 @@ async def trigger(request: Request, data: dict[str, Any]) -> Response:
 
 def request_inspect(endpoint: str, part_id: str) -> dict[str, Any]:
     """Send ``inspect`` (no wait) and return the reply."""
-    return request(endpoint, {"command": "inspect", "part_id": part_id, "wait": False}, 5.0)
+    return request(endpoint, {"command": "inspect", "part_id": part_id, "wait": False},
+                   TRIGGER_TIMEOUT_S)
 
 
 @action

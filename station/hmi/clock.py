@@ -29,7 +29,7 @@ class Clock:
 
     def __init__(self, timezone: str | None = None) -> None:
         self.zone = ZoneInfo(timezone) if timezone else None
-        self.name = timezone or "local"
+        self.name = timezone or f"local time, {datetime.now().astimezone().tzname()}"
 
     def now(self) -> datetime:
         """Now, as an aware UTC time."""

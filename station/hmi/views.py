@@ -118,6 +118,11 @@ def inspection_view(
     for cam in header.get("cameras", []):
         view = camera_view(cam, rules)
         view["image"], view["image_kind"] = find_image(dict(header), view["camera"])
+        view["image_note"] = (
+            "" if view["image"] else "no frame from this camera in this inspection"
+            if view["width"] is None else
+            "no picture kept of this frame (storage.preview_px is 0, or the disk budget "
+            "storage.max_disk_mb pruned it)")
         cameras.append(view)
     reasons = list(header.get("reasons", []))
     if verdict == "PASS" and not reasons:

@@ -80,7 +80,9 @@ function renderCamera(cam) {
     }
   } else {
     img.remove();
-    fig.querySelector(".no-image").hidden = false;
+    const none = fig.querySelector(".no-image");
+    none.textContent = cam.image_note;
+    none.hidden = false;
   }
   const svg = fig.querySelector("svg");
   svg.setAttribute("viewBox", "0 0 " + w + " " + h);
