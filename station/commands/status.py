@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from station.commands._common import add_config_options, config_from_args
 from station.messaging.client import NoAnswer, request
+from station.words import status_lines
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,30 +39,3 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print("\n".join(status_lines(st)))
     return 0
-
-
-def status_lines(st: dict[str, Any]) -> list[str]:
-    """A status message in words: the lines ``station status`` prints (and the HMI shows)."""
-    model = st["model"]
-    lines = [
-        f"{st['station']}: {st['state'].upper()}  (pid {st['pid']}, up {st['uptime_s']:.0f} s)",
-        f"  model   {model.get('model_id')}  "
-        f"{'trained' if model.get('trained') else 'UNTRAINED: verdicts mean nothing'}  "
-        f"on {model.get('device')}",
-    ]
-    for cam in st["cameras"]:
-        lines.append(f"  camera  {cam['name']:<8} {cam['backend']:<8} "
-                     f"{'connected' if cam['connected'] else 'NOT CONNECTED'}  "
-                     f"{cam.get('detail', '')}")
-    lights = st["lights"]
-    lines.append(f"  lights  {lights.get('backend')}  "
-                 f"{'connected' if lights.get('connected') else 'not connected'}")
-    cal = st["calibration"]
-    age = cal.get("age_days")
-    lines.append(f"  calib   {cal.get('calibration_id') or 'none'}"
-                 + (f"  ({age:g} days old)" if age is not None else ""))
-    c = st["counts"]
-    lines.append(f"  counts  PASS {c['PASS']}  FAIL {c['FAIL']}  ERROR {c['ERROR']}   queue "
-                 f"{st['queue']['waiting']}/{st['queue']['depth']}")
-    lines.extend(f"  ! {p}" for p in st["problems"])
-    return lines

@@ -18,11 +18,11 @@ from config.rules import RulesConfig
 from pipeline.overlay import colour
 from pipeline.types import Defect
 from pipeline.verdict import fails, rule_for
-from station.commands.status import status_lines
 from station.hmi.charts import VERDICT_COLOURS, hbars, histogram, stacked_bars
 from station.hmi.clock import Clock, ShiftWindow, iso_utc, parse_iso
 from station.hmi.records import VERDICTS, Filters, Row
 from station.hmi.state import Disagreement
+from station.words import status_lines
 
 #: (url, kind) of the picture shown for one camera: kind "photo" (the kept preview),
 #: "defect map" (no preview here: the published map), or (None, "none").
