@@ -118,11 +118,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"ok": False, "error": message}, status_code=status)
 
 
-def _thresholds(hmi: Hmi) -> dict[str, Any] | None:
+def _status_model(hmi: Hmi) -> dict[str, Any] | None:
     status, _ = hmi.feed.status()
-    model = (status or {}).get("model") or {}
-    th = model.get("thresholds")
-    return dict(th) if isinstance(th, dict) else None
+    model = (status or {}).get("model")
+    return dict(model) if isinstance(model, dict) else None
 
 
 def _find_image(hmi: Hmi) -> views.ImageFinder:
@@ -140,7 +139,7 @@ def _find_image(hmi: Hmi) -> views.ImageFinder:
 
 def _inspection(hmi: Hmi, header: dict[str, Any]) -> dict[str, Any]:
     return views.inspection_view(header, hmi.clock, hmi.cfg.rules, _find_image(hmi),
-                                 _thresholds(hmi))
+                                 _status_model(hmi))
 
 
 def _alarm(hmi: Hmi) -> dict[str, Any] | None:

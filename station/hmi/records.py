@@ -186,14 +186,16 @@ class Records:
         )
         return [float(r[0]) for r in rows]
 
-    def failed_defects(self, since: str, until: str) -> list[list[dict[str, Any]]]:
-        """The defects of every FAIL in ``[since, until)``, one list per inspection."""
+    def failed_defects(self, since: str, until: str) -> list[tuple[list[dict[str, Any]],
+                                                                    list[str], str]]:
+        """Every FAIL in ``[since, until)``: its defects, its reasons and what decided it
+        (the operating point id of its verdict, ``config-rules`` when it names none)."""
         rows = self._query(
-            "SELECT defects FROM inspections WHERE verdict = 'FAIL' AND started_at >= ? "
-            "AND started_at < ?",
+            "SELECT defects, reasons, json_extract(header, '$.model.operating_point') "
+            "FROM inspections WHERE verdict = 'FAIL' AND started_at >= ? AND started_at < ?",
             (since, until),
         )
-        return [json.loads(r[0]) for r in rows]
+        return [(json.loads(d), json.loads(r), str(op or "config-rules")) for d, r, op in rows]
 
     # --- files -------------------------------------------------------------------------------
 

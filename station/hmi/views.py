@@ -7,8 +7,7 @@ the server renders it from the store, and the unit tests check them directly.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,12 +40,30 @@ def _num(v: float) -> str:
     return f"{v:.0f}" if v >= 100 else (f"{v:.1f}" if v >= 1 or v == 0 else f"{v:.2g}")
 
 
-def operating_point(thresholds: Mapping[str, Any] | None, rules: RulesConfig) -> dict[str, str]:
-    """What decides a verdict, in words, and a short id of it (changes when it changes).
+CONFIG_RULES = "config-rules"
+#: How pipeline.verdict.describe() places a defect in a reason: "... at (x, y) on cam0 (score"
+_CITED = re.compile(r" at \((-?\d+), (-?\d+)\) on (\S+) \(score")
+#: How the image-head rule names its class: "(image head; most likely Crack)"
+_HEAD_CLASS = re.compile(r"\(image head; most likely ([^)]+)\)")
 
-    Thresholds come from the station's status (the model in force); the rules from the
-    config (the same file the daemon reads).
-    """
+
+def cited(reasons: Iterable[str]) -> set[tuple[str, int, int]]:
+    """(camera, x, y) of every defect a reason names (the format of pipeline.verdict)."""
+    out = set()
+    for reason in reasons:
+        for x, y, camera in _CITED.findall(reason):
+            out.add((camera, int(x), int(y)))
+    return out
+
+
+def decision_of(header: Mapping[str, Any]) -> str:
+    """What decided this verdict: the model's operating point id (``op-…``) or
+    ``config-rules`` (also for a header from before the station said)."""
+    return str((header.get("model") or {}).get("operating_point") or CONFIG_RULES)
+
+
+def config_rules_text(rules: RulesConfig) -> str:
+    """The verdict rules of the config, in words."""
     def rule_text(name: str) -> str:
         r = rule_for(rules, name)
         area = f">= {_num(r.min_area_mm2)} mm²" if r.min_area_mm2 else (
@@ -55,15 +72,23 @@ def operating_point(thresholds: Mapping[str, Any] | None, rules: RulesConfig) ->
                 + (f", more than {r.max_count}" if r.max_count else ""))
 
     parts = [rule_text("default")] + [rule_text(c) for c in sorted(rules.classes)]
-    th = "thresholds " + (
-        ", ".join(f"{k} {float(v):.2f}" for k, v in sorted(thresholds.items()))
-        if thresholds else "unknown (no status from the station yet)")
-    blob = json.dumps({"thresholds": dict(thresholds or {}), "rules": rules.model_dump()},
-                      sort_keys=True)
-    return {
-        "id": hashlib.sha256(blob.encode()).hexdigest()[:8],
-        "text": f"{th}; fails when {'; '.join(parts)}",
-    }
+    return "config rules: fails when " + "; ".join(parts)
+
+
+def operating_point(
+    header: Mapping[str, Any], status_model: Mapping[str, Any] | None, rules: RulesConfig
+) -> dict[str, str]:
+    """What decided the verdict: its id (from the verdict) and, in words, the station's own
+    description (from its status, when that names the same decision) or the config's rules."""
+    decision = decision_of(header)
+    model = status_model or {}
+    if model.get("operating_point") == decision and model.get("decision"):
+        text = str(model["decision"])
+    elif decision == CONFIG_RULES:
+        text = config_rules_text(rules)
+    else:
+        text = f"the model's operating point {decision} (details: station model info)"
+    return {"id": decision, "text": text}
 
 
 def _defect(d: Mapping[str, Any]) -> Defect:
@@ -84,10 +109,21 @@ def _points(d: Defect) -> str:
     return f"{x},{y} {x + w},{y} {x + w},{y + h} {x},{y + h}"
 
 
-def camera_view(cam: Mapping[str, Any], rules: RulesConfig) -> dict[str, Any]:
-    """One camera's defects, numbered failing first, then by size."""
-    defects = [_defect(d) for d in cam.get("defects", [])]
-    judged = [(fails(d, rule_for(rules, d.class_name)), d) for d in defects]
+def over_rule(d: Defect, named: set[tuple[str, int, int]], decision: str,
+              rules: RulesConfig) -> bool:
+    """Whether a defect made the part fail: a reason names it, or (when the config's rules
+    decided) it fails its rule (reasons spell out at most five per class)."""
+    if (d.camera, round(d.centroid[0]), round(d.centroid[1])) in named:
+        return True
+    return decision == CONFIG_RULES and fails(d, rule_for(rules, d.class_name))
+
+
+def camera_view(cam: Mapping[str, Any], rules: RulesConfig, reasons: Iterable[str] = (),
+                decision: str = CONFIG_RULES) -> dict[str, Any]:
+    """One camera's defects, numbered: those over their rule first, then by size."""
+    defects = [_defect({"camera": cam["camera"], **d}) for d in cam.get("defects", [])]
+    named = cited(reasons)
+    judged = [(over_rule(d, named, decision, rules), d) for d in defects]
     judged.sort(key=lambda fd: (not fd[0], -fd[1].area_px))
     out = []
     for n, (failing, d) in enumerate(judged, start=1):
@@ -110,13 +146,16 @@ def camera_view(cam: Mapping[str, Any], rules: RulesConfig) -> dict[str, Any]:
 
 def inspection_view(
     header: Mapping[str, Any], clock: Clock, rules: RulesConfig, find_image: ImageFinder,
-    thresholds: Mapping[str, Any] | None = None,
+    status_model: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the Live view (and a part's page) shows of one inspection."""
+    """Everything the Live view (and a part's page) shows of one inspection.
+
+    ``status_model`` is the ``model`` of the station's latest status (it describes the
+    operating point in words)."""
     verdict = str(header["verdict"])
     cameras = []
     for cam in header.get("cameras", []):
-        view = camera_view(cam, rules)
+        view = camera_view(cam, rules, header.get("reasons", []), decision_of(header))
         view["image"], view["image_kind"] = find_image(dict(header), view["camera"])
         view["image_note"] = (
             "" if view["image"] else "no frame from this camera in this inspection"
@@ -142,7 +181,7 @@ def inspection_view(
         "model": model.get("model_id") or "-",
         "model_note": "" if model.get("trained") else "UNTRAINED: verdicts mean nothing",
         "calibration": header.get("calibration_id") or "none",
-        "operating_point": operating_point(thresholds, rules),
+        "operating_point": operating_point(header, status_model, rules),
         "cameras": cameras,
         "station": header.get("station"),
     }
@@ -238,13 +277,18 @@ def bucket_counts(
     return out
 
 
-def failed_classes(failed: Iterable[list[dict[str, Any]]], rules: RulesConfig) -> dict[str, int]:
-    """FAIL parts per defect class: each FAIL counts once for every class that failed its rule
-    in it (all its classes when none does under today's rules)."""
+def failed_classes(
+    failed: Iterable[tuple[list[dict[str, Any]], list[str], str]], rules: RulesConfig
+) -> dict[str, int]:
+    """FAIL parts per defect class: each FAIL (defects, reasons, decision) counts once for
+    every class over its rule in it (as its reasons name them, or the image head's class);
+    when none is named, once for every class it has."""
     out: dict[str, int] = {}
-    for defects in failed:
+    for defects, reasons, decision in failed:
         ds = [_defect(d) for d in defects]
-        over = {d.class_name for d in ds if fails(d, rule_for(rules, d.class_name))}
+        named = cited(reasons)
+        over = {d.class_name for d in ds if over_rule(d, named, decision, rules)}
+        over |= {m.strip() for r in reasons for m in _HEAD_CLASS.findall(r)}
         for name in over or {d.class_name for d in ds} or {"(no defect listed)"}:
             out[name] = out.get(name, 0) + 1
     return out
@@ -252,7 +296,8 @@ def failed_classes(failed: Iterable[list[dict[str, Any]]], rules: RulesConfig) -
 
 def shift_view(
     window: ShiftWindow, minute_counts: list[tuple[str, str, int]], durations: list[float],
-    failed: list[list[dict[str, Any]]], clock: Clock, rules: RulesConfig, now: datetime,
+    failed: list[tuple[list[dict[str, Any]], list[str], str]], clock: Clock, rules: RulesConfig,
+    now: datetime,
 ) -> dict[str, Any]:
     """One shift: counts per hour, totals, yield, FAIL by class, cycle-time histogram."""
     hours: list[tuple[datetime, datetime]] = []

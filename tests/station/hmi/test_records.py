@@ -77,7 +77,9 @@ def test_shift_figures(filled: Records) -> None:
     assert ("2026-11-22T05:31", "FAIL", 1) in minutes
     assert sorted(filled.durations(since, until)) == [400.0, 400.0, 400.0, 900.0]
     failed = filled.failed_defects(since, until)
-    assert sorted(d[0]["class_name"] for d in failed) == ["Blowhole", "Crack"]
+    assert sorted(d[0]["class_name"] for d, _, _ in failed) == ["Blowhole", "Crack"]
+    assert {op for _, _, op in failed} == {"config-rules"}
+    assert any(r for _, r, _ in failed)
 
 
 def test_preview_files_and_paths_outside_the_store(filled: Records) -> None:

@@ -33,7 +33,7 @@ def test_a_fail_with_its_defects_numbered_failing_first() -> None:
     small = defect("cam0", "Blowhole", 1, area_mm2=2.0, score=0.95, x=10, y=10)
     big = defect("cam0", "Crack", 2, area_mm2=12.0, score=0.99, x=100, y=50, size=30)
     h = header(1, "FAIL", T0, defects=[small, big], duration_ms=812.4)
-    vm = views.inspection_view(h, CLOCK, RULES, photo, {"Crack": 0.5, "Blowhole": 0.4})
+    vm = views.inspection_view(h, CLOCK, RULES, photo)
     assert (vm["verdict"], vm["verdict_class"], vm["part_id"]) == ("FAIL", "fail", "P-0001")
     assert vm["time"] == "2026-11-22 06:30:00" and vm["cycle"] == "812 ms"
     assert vm["reasons"] == h["reasons"] and vm["calibration"] == "cal-1"
@@ -56,7 +56,7 @@ def test_a_pass_explains_itself_and_an_untrained_model_is_named() -> None:
     vm = views.inspection_view(h, CLOCK, RULES, photo)
     assert vm["reasons"] == ["no defect reaches its rule (1 below it)"]
     assert vm["model_note"].startswith("UNTRAINED")
-    assert "unknown (no status" in vm["operating_point"]["text"]
+    assert vm["operating_point"] == {"id": "config-rules", "text": views.config_rules_text(RULES)}
 
 
 def test_an_error_without_frames_says_why_there_is_no_picture() -> None:
@@ -77,14 +77,36 @@ def test_garbage_in_a_defect_is_an_error_not_a_wrong_picture() -> None:
         views.inspection_view(h, CLOCK, RULES, photo)
 
 
-def test_operating_point_id_changes_with_rules_and_thresholds() -> None:
-    """Same thresholds and rules, same id; change either, another id; the text names both."""
-    a = views.operating_point({"Crack": 0.5}, RULES)
-    assert a == views.operating_point({"Crack": 0.5}, RULES)
-    assert a["id"] != views.operating_point({"Crack": 0.6}, RULES)["id"]
-    other = RulesConfig(default=ClassRule(min_area_mm2=10.0, min_score=0.8))
-    assert a["id"] != views.operating_point({"Crack": 0.5}, other)["id"]
-    assert "Crack 0.50" in a["text"] and "default: >= 10.0 mm², score >= 0.9" in a["text"]
+def test_the_operating_point_is_the_one_that_decided() -> None:
+    """The id comes from the verdict; the words from the station's status when it describes
+    that decision, else the config's rules (config-rules), else a pointer."""
+    h = header(5, "PASS")
+    assert views.operating_point(h, None, RULES)["id"] == "config-rules"
+    assert "default: >= 10.0 mm², score >= 0.9" in views.operating_point(h, None, RULES)["text"]
+    h["model"]["operating_point"] = "op-1234abcd"
+    status = {"operating_point": "op-1234abcd", "decision": "model operating point op-1234abcd"}
+    assert views.operating_point(h, status, RULES) == {
+        "id": "op-1234abcd", "text": "model operating point op-1234abcd"}
+    other = {"operating_point": "op-ffff", "decision": "something else"}
+    assert "station model info" in views.operating_point(h, other, RULES)["text"]
+
+
+def test_defects_named_by_the_reasons_are_over_their_rule() -> None:
+    """Under a model's operating point (px rules the HMI does not know), a defect is over its
+    rule when a reason (pipeline.verdict.describe) names it; the others are not."""
+    from pipeline.verdict import describe
+
+    big = defect("cam0", "Crack", 2, area_mm2=0.5, score=0.7, x=100, y=50, size=30)
+    small = defect("cam0", "Crack", 2, area_mm2=0.1, score=0.99, x=10, y=10)
+    d = views._defect(big)
+    reason = describe(d, ClassRule(min_area_px=16), pixels=True)
+    h = header(6, "FAIL", defects=[big, small], reasons=[reason])
+    h["model"]["operating_point"] = "op-1234abcd"
+    cam0 = views.inspection_view(h, CLOCK, RULES, photo)["cameras"][0]
+    assert [(x["class_name"], x["failing"]) for x in cam0["defects"]] == [
+        ("Crack", True), ("Crack", False)]
+    assert cam0["defects"][0]["box"] == [100, 50, 30, 30]
+    assert views.cited([reason]) == {("cam0", 115, 65)}
 
 
 def test_status_in_the_words_of_station_status() -> None:
@@ -134,7 +156,8 @@ def test_shift_view_hours_totals_yield_classes_cycle_times() -> None:
     minutes = [("2026-11-22T05:30", "PASS", 6), ("2026-11-22T05:59", "FAIL", 1),
                ("2026-11-22T06:00", "PASS", 2), ("2026-11-22T06:01", "ERROR", 1),
                ("2026-11-22T04:59", "PASS", 50)]  # before the shift: not counted
-    failed = [[defect(name="Crack", area_mm2=20.0), defect(name="Blowhole", area_mm2=1.0)]]
+    failed = [([defect(name="Crack", area_mm2=20.0), defect(name="Blowhole", area_mm2=1.0)],
+               ["Crack 20 mm2 >= 10 mm2"], "config-rules")]
     now = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
     vm = views.shift_view(window, minutes, [300.0, 500.0, 700.0], failed, CLOCK, RULES, now)
     assert vm["totals"] == {"PASS": 8, "FAIL": 1, "ERROR": 1} and vm["yield"] == "80.0 %"
@@ -149,7 +172,7 @@ def test_shift_view_hours_totals_yield_classes_cycle_times() -> None:
 
 def test_shift_rows_and_failed_classes_fallbacks() -> None:
     """Each shift gets its counts; a FAIL whose defects all pass today's rules counts every
-    class it has; one without defects is named so."""
+    class it has; one without defects is named so; the image head's class counts."""
     shifts = [ShiftConfig(name="a", start="00:00"), ShiftConfig(name="b", start="12:00")]
     clock = Clock("UTC")
     w = shift_by_key(shifts, clock, "2026-11-22.b")
@@ -158,8 +181,10 @@ def test_shift_rows_and_failed_classes_fallbacks() -> None:
                                          ("2026-11-22T01:00", "PASS", 3)])
     assert [(r["key"], r["FAIL"], r["PASS"], r["yield"]) for r in rows] == [
         ("2026-11-22.b", 2, 0, "0.0 %"), ("2026-11-22.a", 0, 3, "100.0 %")]
-    assert views.failed_classes([[defect(area_mm2=1.0)], []], RULES) == {
-        "Crack": 1, "(no defect listed)": 1}
+    head = "part score 3.10 >= 2.00 on cam0 (image head; most likely Blowhole)"
+    assert views.failed_classes([([defect(area_mm2=1.0)], [], "config-rules"),
+                                 ([], [], "config-rules"), ([], [head], "op-1")], RULES) == {
+        "Crack": 1, "(no defect listed)": 1, "Blowhole": 1}
     assert views.yield_text({}) == "-"
 
 
