@@ -228,6 +228,8 @@ def test_operator_walks_through_the_hmi(
         rendered_ms = int(drv.execute_script(
             "return document.getElementById('inspection').dataset.renderedAt"))
         latency = rendered_ms / 1000 - arrived
+        (artifacts / "latency.txt").write_text(
+            f"verdict on screen {latency * 1000:.0f} ms after it reached the test's subscriber\n")
         assert latency < 1.0, f"the verdict appeared {latency:.2f} s after its publication"
         assert by_id(drv, "verdict-word").text == header["verdict"]
         assert by_id(drv, "part-id").text == "E2E-0001"
