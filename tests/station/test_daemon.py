@@ -223,3 +223,21 @@ def test_refused_calibration_makes_every_inspection_error(tmp_path: Path) -> Non
         assert any("40 days old" in p for p in status["problems"])
     finally:
         h.stop()
+
+
+def test_every_grabbed_frame_leaves_a_preview_jpeg(harness: Harness) -> None:
+    """Each verdict leaves one downscaled JPEG per camera where store.preview_path says
+    (storage.preview_px, for the HMI), and its encoding time is in timings_ms."""
+    import cv2
+    import numpy as np
+
+    from station.store import preview_path
+
+    header = harness.inspect("PREVIEW")
+    assert "preview" in header["timings_ms"]
+    for cam in header["cameras"]:
+        path = harness.daemon.data_dir / preview_path(
+            header["inspection_id"], header["started_at"], cam["camera"])
+        img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None  # the sample tiles are under 1024 px: kept at their size
+        assert img.shape[:2] == (cam["height"], cam["width"])
