@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_LIST = ROOT / "models" / "splits" / "magnetic-tile" / "test.txt"
+#: The project's fixed split of the magnetic-tile data (train / val / test lists).
+SPLIT_DIR = ROOT / "models" / "splits" / "magnetic-tile"
 #: name -> (what it tests, extra `station train` arguments)
 CELLS: dict[str, tuple[str, list[str]]] = {
     "default": ("the recipe: lite0 ImageNet, image head, whole images, balanced, wbd", []),
@@ -59,7 +60,7 @@ def station(*args: str) -> list[str]:
 
 
 def train_cells(names: list[str], data: str, out: Path, minutes: float, smoke: bool,
-                device: str) -> dict[str, dict[str, Any]]:
+                device: str, split_dir: Path) -> dict[str, dict[str, Any]]:
     """Start every cell's training at once; wait; return per cell its exit code and time."""
     cores = os.cpu_count() or 2
     workers = 0 if smoke else max(1, (cores - len(names)) // len(names))
@@ -71,7 +72,7 @@ def train_cells(names: list[str], data: str, out: Path, minutes: float, smoke: b
             "train", "--config", str(ROOT / "config" / "train.default.yaml"), "--data", data,
             "--out", str(cell_out), "--max-minutes", str(minutes), "--no-progress",
             "--device", device, "--set", f"workers={workers}",
-            "--set", f"data.split_dir={TEST_LIST.parent}", *CELLS[name][1],
+            "--set", f"data.split_dir={split_dir}", *CELLS[name][1],
         )
         if smoke:
             cmd += ["--set", "val_max_images=6", "--set", "val_every_steps=2",
@@ -91,12 +92,12 @@ def train_cells(names: list[str], data: str, out: Path, minutes: float, smoke: b
     return results
 
 
-def evaluate_cells(names: list[str], data: str, out: Path, device: str, smoke: bool
-                   ) -> dict[str, int]:
+def evaluate_cells(names: list[str], data: str, out: Path, device: str, smoke: bool,
+                   split_dir: Path) -> dict[str, int]:
     """``station evaluate`` of each cell's best.pt on the test split, all at once."""
-    test_list = TEST_LIST
+    test_list = split_dir / "test.txt"
     if smoke:  # a few test images only
-        lines = TEST_LIST.read_text().splitlines()
+        lines = test_list.read_text().splitlines()
         test_list = out / "smoke_test.txt"
         test_list.write_text("\n".join(lines[:3] + lines[-3:]) + "\n")
     procs = {}
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cells", default="default,no-head,natural,crops256,lite0-scratch,plain-unet",
                    help=f"comma-separated cells of: {', '.join(CELLS)}")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--split-dir", default=str(SPLIT_DIR),
+                   help="folder with train.txt, val.txt, test.txt (default: the project's "
+                   "magnetic-tile split)")
     p.add_argument("--smoke", action="store_true", help="tiny everything (CPU dry run)")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.cells.split(",") if n.strip()]
@@ -195,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    runs = train_cells(names, args.data, out, args.minutes, args.smoke, args.device)
-    codes = evaluate_cells(names, args.data, out, args.device, args.smoke)
+    split_dir = Path(args.split_dir).resolve()
+    runs = train_cells(names, args.data, out, args.minutes, args.smoke, args.device, split_dir)
+    codes = evaluate_cells(names, args.data, out, args.device, args.smoke, split_dir)
     for name, code in codes.items():
         runs[name]["evaluate_exit"] = code
     rows = table(names, out, runs)

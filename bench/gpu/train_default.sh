@@ -44,6 +44,7 @@ except OSError:
     print("commit -")
 PYEOF
 args=(--data "$DATA" --out "$RUN" --minutes "$MINUTES" --cells "$CELLS" --device "$DEVICE")
+if [ -n "${SPLIT_DIR:-}" ]; then args+=(--split-dir "$SPLIT_DIR"); fi
 if [ "${SMOKE:-0}" = 1 ]; then args+=(--smoke); fi
 "$PY" bench/gpu/study.py "${args[@]}" 2>&1 | tee "$OUT/study.log"
 code=${PIPESTATUS[0]}
