@@ -31,6 +31,7 @@ from config.schema import StationConfig
 from models import DEFAULT_CHECKPOINT
 from models.build import SIZE_DIVISOR
 from models.checkpoint import Checkpoint, load_checkpoint
+from pipeline.errors import torch_errors
 from pipeline.infer import Segmenter, select_device
 from pipeline.postprocess import (
     Crop,
@@ -113,6 +114,9 @@ class Inspector:
         self.regions = dict(regions or {})
         self._roi_cache: dict[tuple[str, int, int], torch.Tensor] = {}
         self._lock = threading.Lock()
+        self._settings = {"pipeline.mode": self.cfg.mode, "pipeline.tile_size": self.cfg.tile_size,
+                          "pipeline.batch_size": self.cfg.batch_size,
+                          "pipeline.half": self.cfg.half}
         log.info("inspector ready", **{k: v for k, v in self.model_info.items()
                                        if k in ("model_id", "trained", "device", "mode")})
 
@@ -291,14 +295,16 @@ class Inspector:
                 scale = (cal.mm_per_px if cal is not None and cal.mm_per_px else None) or \
                     mm_per_px.get(image.camera)
                 clock = StageClock(self.device)
-                probs = self.probabilities(image, cal, clock)
-                t = clock.sync()
-                for k, v in clock.times_ms.items():
-                    timings["preprocess" if k == "preprocess" else "infer"] += v
-                score, score_class = self.part_score()
-                result = self.postprocess(image.camera, probs, scale)
-                result.part_score, result.part_class = score, score_class
-                del probs
+                with torch_errors(f"inference of camera {image.camera!r}", self.device,
+                                  self._settings):
+                    probs = self.probabilities(image, cal, clock)
+                    t = clock.sync()
+                    for k, v in clock.times_ms.items():
+                        timings["preprocess" if k == "preprocess" else "infer"] += v
+                    score, score_class = self.part_score()
+                    result = self.postprocess(image.camera, probs, scale)
+                    result.part_score, result.part_class = score, score_class
+                    del probs
                 timings["postprocess"] += (self._sync() - t) * 1000
                 results.append(result)
             t = time.perf_counter()
