@@ -241,3 +241,141 @@ def test_every_grabbed_frame_leaves_a_preview_jpeg(harness: Harness) -> None:
         img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
         assert img is not None  # the sample tiles are under 1024 px: kept at their size
         assert img.shape[:2] == (cam["height"], cam["width"])
+
+
+class GatedRig:
+    """The daemon's camera rig behind a gate: ``acquire`` waits until the test opens it, so a
+    cycle can be held in flight for as long as a test needs (no timing races)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.cameras = inner.cameras
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def acquire(self, timeout_s: float | None = None) -> Any:
+        self.entered.set()
+        self.gate.wait()
+        return self.inner.acquire(timeout_s)
+
+    def health(self) -> Any:
+        return self.inner.health()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.inner.close()
+
+
+def gated(tmp_path: Path, *overrides: str) -> tuple[Harness, GatedRig]:
+    daemon = make_daemon(tmp_path, *overrides)
+    rig = GatedRig(daemon.rig)
+    daemon.rig = rig
+    return Harness(daemon), rig
+
+
+def test_unconfirmed_lights_off_is_an_error_event_and_problem(harness: Harness) -> None:
+    """The controller swallows the all-off after the grab: that part is ERROR naming the
+    lights, a lights_fault event is published, status shows the problem until the guard has
+    the lights confirmed off, then lights_recovered."""
+    harness.inspect()  # intensities are known now: the next on() is two requests
+    sim = harness.lights.simulator
+    sim.set_fault("no_reply", after=2)  # L1 and L2 pass; the all-off and its retries vanish
+    header = harness.inspect("STUCK")
+    assert header["verdict"] == "ERROR"
+    assert any("lights did not switch off after the grab" in r for r in header["reasons"])
+    assert sim.lit_channels(), "the simulator should still be lit"
+    harness.wait_for(lambda: any(e["kind"] == "lights_fault" for e in harness.events), 10,
+                     "a lights_fault event")
+    fault = next(e for e in harness.events if e["kind"] == "lights_fault")
+    assert fault["data"]["inspection_id"] == header["inspection_id"]
+    assert fault["data"]["during"] == "off" and "all-off not confirmed" in fault["data"]["reason"]
+    status = request(harness.command, {"command": "status"}, 5)["result"]
+    assert status["state"] == "degraded"
+    assert any(p.startswith("lights may be on") for p in status["problems"]), status
+    sim.set_fault("none")
+    harness.wait_for(lambda: any(e["kind"] == "lights_recovered" for e in harness.events), 15,
+                     "lights_recovered")
+    assert not sim.lit_channels()
+    status = request(harness.command, {"command": "status"}, 5)["result"]
+    assert not any(p.startswith("lights may be on") for p in status["problems"]), status
+    assert harness.inspect()["verdict"] in ("PASS", "FAIL")
+
+
+def test_lights_failing_to_switch_on_publish_an_event(harness: Harness) -> None:
+    """A lights fault at switch-on is an ERROR and a lights_fault event for that inspection."""
+    harness.lights.simulator.set_fault("no_reply")
+    header = harness.inspect()
+    assert header["verdict"] == "ERROR"
+    harness.wait_for(
+        lambda: any(e["kind"] == "lights_fault"
+                    and e["data"].get("inspection_id") == header["inspection_id"]
+                    for e in harness.events), 10, "the lights_fault event")
+    harness.lights.simulator.set_fault("none")
+
+
+def test_jobs_queued_behind_a_stuck_cycle_are_answered(tmp_path: Path) -> None:
+    """A cycle stuck past cycle.cycle_timeout_s: it is answered ERROR, the jobs queued behind
+    it too (they would never run), a new trigger is answered at once; each gets one verdict."""
+    h, rig = gated(tmp_path, "cycle.cycle_timeout_s=0.3", "cycle.queue_depth=4")
+    h.start()
+    try:
+        first = request(h.command, {"command": "inspect"}, 5)["result"]["inspection_id"]
+        assert rig.entered.wait(10)
+        second = request(h.command, {"command": "inspect"}, 5)["result"]["inspection_id"]
+        h.wait_for(lambda: {first, second} <= set(h.verdicts), 15, "both verdicts")
+        assert "cycle.cycle_timeout_s" in h.verdicts[first]["reasons"][0]
+        assert "previous cycle is stuck" in h.verdicts[second]["reasons"][0]
+        third = h.inspect("T3")
+        assert third["verdict"] == "ERROR" and "stuck" in third["reasons"][0]
+        rig.gate.set()  # the stuck cycle returns; its late result is discarded
+        h.wait_for(lambda: request(h.command, {"command": "status"}, 5)["result"]["queue"][
+            "in_flight"] == 0, 15, "the worker to return")
+        assert h.inspect("T4")["verdict"] in ("PASS", "FAIL")
+        h.pump(300)
+        counts = request(h.command, {"command": "status"}, 5)["result"]["counts"]
+        assert counts["ERROR"] == 3 and counts["PASS"] + counts["FAIL"] == 1, counts
+        assert len(h.verdicts) == 4  # one verdict each, the discarded late one not among them
+    finally:
+        h.stop()
+
+
+def test_inspect_during_shutdown_is_answered(tmp_path: Path) -> None:
+    """After SIGTERM (stop), while the cycle in flight finishes, an inspect is answered
+    SHUTTING_DOWN and a ping still answered; the cycle in flight gets its one verdict."""
+    h, rig = gated(tmp_path, "cycle.shutdown_timeout_s=5")
+    h.start()
+    inflight = request(h.command, {"command": "inspect"}, 5)["result"]["inspection_id"]
+    assert rig.entered.wait(10)
+    h.daemon.stop()
+    reply = request(h.command, {"command": "inspect", "wait": True, "request_id": "late"}, 5)
+    assert reply["ok"] is False and reply["error"]["code"] == "SHUTTING_DOWN"
+    assert reply["request_id"] == "late"
+    assert request(h.command, {"command": "ping"}, 5)["ok"]
+    rig.gate.set()
+    h.thread.join(15)
+    assert not h.thread.is_alive()
+    h.pump(300)
+    assert inflight in h.verdicts
+    h.sub.close()
+    h.ctx.term()
+
+
+def test_interrupted_triggers_are_closed_at_start(tmp_path: Path) -> None:
+    """Triggers a crash left accepted but unfinished are ERROR "interrupted by a restart" at
+    the next start: recorded, published, counted, never run."""
+    from station.store import Store
+
+    store = Store(tmp_path / "data")
+    store.accept("20261122T100000000-dead", "P-LOST", "2026-11-22T10:00:00.000+00:00")
+    store.close()
+    h = Harness(make_daemon(tmp_path))
+    h.start()
+    try:
+        rows = h.daemon.store.history(5)
+        assert [(r.id, r.part_id, r.verdict) for r in rows] == [
+            ("20261122T100000000-dead", "P-LOST", "ERROR")]
+        assert rows[0].reasons[0].startswith("interrupted by a restart")
+        assert rows[0].started_at == "2026-11-22T10:00:00.000+00:00"
+        assert h.daemon.store.unfinished() == []
+    finally:
+        h.stop()
