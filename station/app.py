@@ -112,15 +112,18 @@ def check_endpoints(cfg: StationConfig) -> None:
 def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None = None) -> Daemon:
     """Open everything the config names and return a daemon ready to ``start()``.
 
-    Cheap checks come first (the data directory, the endpoints), then the model, which must
+    Cheap checks come first (the files the config names, the data directory, the
+    endpoints), then the model, which must
     load (nothing works without it); lights and cameras that fail to open are reported and
     retried while the daemon serves ERROR verdicts.
     """
     from drivers.cameras import CameraRig, open_camera
     from drivers.lights import open_lights
     from pipeline import Inspector
+    from station.preflight import require_paths
     from station.store import prepare_data_dir
 
+    require_paths(cfg)
     prepare_data_dir(data_dir)
     log.info("data directory", path=str(data_dir))
     check_endpoints(cfg)
