@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(e.g. efficientnet-b0, efficientnet-b7, tu-efficientnet_lite0)")
     p.add_argument("--model", metavar="CKPT", default="default",
                    help="checkpoint to run (default: the shipped model)")
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="where to run (default auto: CUDA when present)")
     p.add_argument("--size", metavar="WxH",
                    help=f"frame size (default {FULL_SIZE[0]}x{FULL_SIZE[1]} on CUDA, "
                    f"{CPU_SIZE[0]}x{CPU_SIZE[1]} on the CPU)")
@@ -38,10 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measured runs (default 5 on CUDA, 1 on the CPU)")
     p.add_argument("--warmup", type=int, metavar="N",
                    help="unmeasured runs first (default 1)")
-    p.add_argument("--tile-size", type=int, default=384, metavar="PX")
-    p.add_argument("--overlap", type=float, default=0.25)
-    p.add_argument("--batch-size", type=int, default=8, metavar="N")
-    p.add_argument("--mode", choices=("tiled", "whole"), default="tiled")
+    p.add_argument("--tile-size", type=int, default=384, metavar="PX",
+                   help="tile edge (default 384 px)")
+    p.add_argument("--overlap", type=float, default=0.25,
+                   help="tile overlap, a fraction of the tile (default 0.25)")
+    p.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="tiles per forward pass (default 8)")
+    p.add_argument("--mode", choices=("tiled", "whole"), default="tiled",
+                   help="tiles with overlap, or the whole frame at once (default tiled)")
     p.add_argument("--no-half", action="store_true", help="float32 on CUDA too")
     p.add_argument("--no-naive", action="store_true", help="skip the naive reference")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON")

@@ -61,3 +61,23 @@ def test_history_on_an_empty_data_dir(tmp_path: Path, capsys: pytest.CaptureFixt
     """`history` without a store says so instead of failing."""
     assert main(["history", "--data-dir", str(tmp_path)]) == 0
     assert "no inspections yet" in capsys.readouterr().out
+
+
+def test_every_option_has_help_text() -> None:
+    """Every option and argument of every subcommand says what it is for in --help."""
+    import argparse
+
+    from station.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "station")
+    assert not missing, missing
