@@ -19,8 +19,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "watch", help="print verdicts and events as they are published",
         description="Subscribe to the station's PUB socket and print every verdict and event "
         "(and status with --status) until Ctrl-C, --count or --timeout. Exit code: 0 after "
-        "--count verdicts, or at --timeout once anything (a status included) was received; "
-        "3 when nothing at all was received within --timeout (no station publishes there), or "
+        "--count verdicts, or at --timeout once the station was heard (a status counts); 3 "
+        "when nothing at all was received within --timeout (no station publishes there), or "
         "fewer than --count verdicts.",
     )
     add_config_options(p)
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--status", action="store_true", help="also print status messages")
     p.add_argument("--endpoint", help="publish endpoint (default: messaging.publish)")
     p.add_argument("--timeout", type=float, metavar="S",
-                   help="stop after S seconds without a message (status messages count)")
+                   help="stop after S seconds without a message to print")
     p.add_argument("--count", type=int, metavar="N", help="stop after N verdicts")
     p.set_defaults(func=run)
 
@@ -42,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     endpoint = args.endpoint or config_from_args(args).messaging.publish
     # status is always received (it tells a quiet station from none), printed with --status
     verdicts = received = 0
+    shown = ("verdict", "event", "status") if args.status else ("verdict", "event")
     for topic, header, parts in subscribe(endpoint, ("verdict", "event", "status"),
-                                          args.timeout):
+                                          args.timeout, idle_topics=shown):
         received += 1
         if topic == "status" and not args.status:
             continue
