@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
     try:  # a ping first: no station is reported in seconds, not after --timeout
         request(endpoint, {"command": "ping"}, min(PING_TIMEOUT_S, args.timeout))
     except NoAnswer:
-        print(f"station trigger: no station answers on {endpoint} (no reply to a ping within "
-              f"{min(PING_TIMEOUT_S, args.timeout):g} s); start one with `station run`, or give "
-              "its command endpoint with --endpoint or --config", file=sys.stderr)
+        print(f"station trigger: no answer from {endpoint}: no station answers there (no "
+              f"reply to a ping within {min(PING_TIMEOUT_S, args.timeout):g} s); start one with "
+              "`station run`, or give its command endpoint with --endpoint or --config",
+              file=sys.stderr)
         return EXIT_NO_ANSWER
     try:
         reply = request(endpoint, payload, args.timeout)

@@ -316,7 +316,7 @@ def test_lights_failing_to_switch_on_publish_an_event(harness: Harness) -> None:
 def test_jobs_queued_behind_a_stuck_cycle_are_answered(tmp_path: Path) -> None:
     """A cycle stuck past cycle.cycle_timeout_s: it is answered ERROR, the jobs queued behind
     it too (they would never run), a new trigger is answered at once; each gets one verdict."""
-    h, rig = gated(tmp_path, "cycle.cycle_timeout_s=0.3", "cycle.queue_depth=4")
+    h, rig = gated(tmp_path, "cycle.cycle_timeout_s=3", "cycle.queue_depth=4")
     h.start()
     try:
         first = request(h.command, {"command": "inspect"}, 5)["result"]["inspection_id"]
