@@ -141,6 +141,7 @@ class Daemon:
         self._outcomes: queue.Queue[tuple[Job, Outcome]] = queue.Queue()
         self._events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=1000)
         self._stop = threading.Event()
+        self._signal: str | None = None  # the signal that asked to stop, logged by serve()
         self._in_flight: Job | None = None
         self._in_flight_lock = threading.Lock()
         self._started_at = time.monotonic()
@@ -222,10 +223,15 @@ class Daemon:
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the daemon cleanly."""
+        """SIGTERM and SIGINT stop the daemon cleanly.
+
+        The handler only sets flags: it runs between two bytecodes of the main thread, which
+        may be inside a log write holding the logger's lock, so logging from it could
+        deadlock (it did: a SIGTERM during the "station ready" line hung the daemon).
+        """
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("signal received, stopping", signal=signal.Signals(signum).name)
+            self._signal = signal.Signals(signum).name
             self.stop()
 
         signal.signal(signal.SIGTERM, handler)
@@ -245,6 +251,8 @@ class Daemon:
             if now >= next_status:
                 self.publish_status()
                 next_status = now + self.cfg.messaging.status_interval_s
+        if self._signal is not None:
+            log.info("signal received, stopping", signal=self._signal)
         self._shutdown(poller)
 
     def _turn(self, poller: zmq.Poller) -> None:

@@ -379,3 +379,25 @@ def test_interrupted_triggers_are_closed_at_start(tmp_path: Path) -> None:
         assert h.daemon.store.unfinished() == []
     finally:
         h.stop()
+
+
+def test_signal_handler_only_sets_flags(tmp_path: Path) -> None:
+    """SIGTERM's handler does not log: it may run inside a log write holding the logger's lock
+    (a SIGTERM during the "station ready" line once hung the daemon); serve() logs it."""
+    import signal
+
+    from structlog.testing import capture_logs
+
+    daemon = make_daemon(tmp_path)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon.install_signal_handlers()
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        with capture_logs() as logs:
+            handler(signal.SIGTERM, None)
+        assert logs == [] and daemon._stop.is_set()
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+        daemon.abort()
