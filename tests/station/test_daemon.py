@@ -401,3 +401,35 @@ def test_signal_handler_only_sets_flags(tmp_path: Path) -> None:
         for sig, old in saved.items():
             signal.signal(sig, old)
         daemon.abort()
+
+
+def test_port_vanishing_mid_cycle_is_answered_at_once(tmp_path: Path) -> None:
+    """The controller's port vanishes while the lights are on for the grab: the waiting
+    inspect is answered ERROR naming the lights (not left hanging), status shows the problem,
+    and once the port is back the guard confirms the lights off and the problem clears."""
+    h, rig = gated(tmp_path)
+    h.start()
+    try:
+        replies: list[dict[str, Any]] = []
+        waiter = threading.Thread(target=lambda: replies.append(
+            request(h.command, {"command": "inspect", "wait": True}, 60)))
+        waiter.start()
+        assert rig.entered.wait(10)  # lights on, the grab held
+        h.lights.simulator.set_fault("port_closed")
+        rig.gate.set()
+        waiter.join(30)
+        assert replies, "the inspection was not answered"
+        header = replies[0]["result"]
+        assert header["verdict"] == "ERROR"
+        assert any("lights did not switch off" in r for r in header["reasons"]), header
+        status = request(h.command, {"command": "status"}, 5)["result"]
+        assert any(p.startswith("lights may be on") for p in status["problems"]), status
+        h.lights.simulator.set_fault("none")  # replugged: a fresh port, the guard gets through
+        h.wait_for(lambda: not any(
+            p.startswith("lights may be on")
+            for p in request(h.command, {"command": "status"}, 5)["result"]["problems"]),
+            30, "the lights confirmed off")
+        h.wait_for(lambda: any(e["kind"] == "lights_recovered" for e in h.events), 10,
+                   "lights_recovered")
+    finally:
+        h.stop()
