@@ -108,7 +108,7 @@ def prepare_data_dir(path: Path) -> Path:
     return path
 
 
-def _private_dir(path: Path) -> None:
+def private_dir(path: Path) -> None:
     """``mkdir -p`` with mode 0750 for every directory it creates."""
     missing = [p for p in (path, *path.parents) if not p.exists()]
     path.mkdir(parents=True, exist_ok=True)
@@ -191,7 +191,7 @@ class Store:
         rel = Path("maps") / started_at[:10] / f"{inspection_id}_{camera}{suffix}"
         path = self.data_dir / rel
         try:
-            _private_dir(path.parent)
+            private_dir(path.parent)
             _write_private(path, png)
         except OSError as exc:
             raise StoreError(f"cannot write defect map {str(path)!r}: {exc.strerror}") from exc
