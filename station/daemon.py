@@ -21,6 +21,7 @@ with ``SHUTTING_DOWN``) until the moment it closes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import queue
 import resource
@@ -246,11 +247,16 @@ class Daemon:
         poller.register(self._router, zmq.POLLIN)
         next_status = time.monotonic() + self.cfg.messaging.status_interval_s
         while not self._stop.is_set():
-            self._turn(poller)
-            now = time.monotonic()
-            if now >= next_status:
-                self.publish_status()
-                next_status = now + self.cfg.messaging.status_interval_s
+            try:
+                self._turn(poller)
+                now = time.monotonic()
+                if now >= next_status:
+                    next_status = now + self.cfg.messaging.status_interval_s
+                    self.publish_status()
+            except Exception:  # a bug must not stop the station; a repeating one stops the
+                # watchdog pings (they come last in a turn), and systemd restarts the daemon
+                log.exception("main loop turn failed; serving on")
+                time.sleep(POLL_MS / 1000)
         if self._signal is not None:
             log.info("signal received, stopping", signal=self._signal)
         self._shutdown(poller)
@@ -581,11 +587,15 @@ class Daemon:
                 kind, data = self._events.get_nowait()
             except queue.Empty:
                 return
+            # whatever a driver put in, the event goes out as plain JSON
+            data = json.loads(jsonio.dumps(data)) if isinstance(data, dict) else {
+                "value": json.loads(jsonio.dumps(data))}
             msg = EventMessage(
-                station=self.cfg.name, kind=kind,
+                station=self.cfg.name, kind=str(kind),
                 time=datetime.now(UTC).isoformat(timespec="milliseconds"), data=data,
             )
-            log.info("event", kind=kind, **{k: v for k, v in data.items() if k != "kind"})
+            log.info("event", event_kind=kind, **{k: v for k, v in data.items()
+                                                  if k not in ("kind", "event")})
             self._publish("event", msg.model_dump(by_alias=True, mode="json"))
 
     def status(self, state: str | None = None) -> StatusMessage:

@@ -433,3 +433,25 @@ def test_port_vanishing_mid_cycle_is_answered_at_once(tmp_path: Path) -> None:
                    "lights_recovered")
     finally:
         h.stop()
+
+
+def test_odd_event_data_and_a_failing_turn_do_not_stop_the_daemon(harness: Harness) -> None:
+    """A driver event carrying values JSON cannot hold is published cleaned; an exception in a
+    turn of the main loop is logged and the daemon serves on."""
+    harness.daemon.event("odd", {"obj": object(), "nan": float("nan"), "text": "\ud800"})
+    harness.wait_for(lambda: any(e["kind"] == "odd" for e in harness.events), 10, "the event")
+    odd = next(e for e in harness.events if e["kind"] == "odd")
+    assert odd["data"] == {"obj": "<object>", "nan": None, "text": "\\ud800"}
+    calls = {"n": 0}
+    real = harness.daemon._check_cycle_timeout
+
+    def flaky() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in one turn")
+        real()
+
+    harness.daemon._check_cycle_timeout = flaky  # type: ignore[method-assign]
+    harness.wait_for(lambda: calls["n"] >= 2, 10, "the next turn")
+    assert request(harness.command, {"command": "ping"}, 5)["ok"]
+    assert harness.thread.is_alive()
