@@ -35,7 +35,18 @@ class PipelineConfig(Section):
     )
     max_defects: int = Field(
         1000, ge=1, le=100_000,
-        description="Defects listed per camera (largest first); the verdict sees all [count]",
+        description="Defects listed per camera (largest first); the verdict sees all that were "
+        "examined (up to max_regions) [count]",
+    )
+    max_regions: int = Field(
+        100, ge=1, le=10_000,
+        description="Defect regions examined per camera (largest first); a frame with more is "
+        "never a PASS and its reason says how many there were [count]",
+    )
+    region_block: int = Field(
+        4, ge=1, le=64,
+        description="Defects are grouped into regions on blocks of this edge: defects more than "
+        "twice this apart are always separate; larger is cheaper on noisy frames [px]",
     )
     outline_points: int = Field(
         64, ge=4, le=4096, description="Most vertices of a defect's outline polygon [count]"

@@ -74,6 +74,11 @@ class CameraResult:
     defects: list[Defect]
     #: class index per pixel (0 = background), downscaled by ``pipeline.defect_map_downscale``
     defect_map: npt.NDArray[np.uint8]
+    #: defect regions found in all (``pipeline.max_regions`` largest are in ``defects``)
+    regions_found: int = 0
+    #: more regions than ``pipeline.max_regions``: only the largest were examined, and the
+    #: verdict is never PASS
+    capped: bool = False
 
 
 @dataclass

@@ -63,9 +63,20 @@ def describe(defect: Defect, rule: ClassRule) -> str:
 
 
 def judge(cameras: Sequence[CameraResult], rules: RulesConfig) -> tuple[Verdict, list[str]]:
-    """PASS, or FAIL with one reason per failing defect (and per exceeded count)."""
+    """PASS, or FAIL with one reason per failing defect (and per exceeded count).
+
+    A camera with more defect regions than ``pipeline.max_regions`` (``capped``) is a FAIL
+    whatever its listed defects are: only its largest regions were examined.
+    """
     reasons: list[str] = []
     for cam in cameras:
+        if cam.capped:
+            reasons.append(
+                f"{cam.regions_found} defect regions on {cam.camera}, more than "
+                f"pipeline.max_regions allows; only the {len(cam.defects)} largest were "
+                "examined and are reported (a noisy or textured frame: check the part, the "
+                "lighting and the model)"
+            )
         by_class: dict[str, list[Defect]] = {}
         for d in cam.defects:
             if fails(d, rule_for(rules, d.class_name)):

@@ -90,3 +90,14 @@ def test_region_polygon_and_mask() -> None:
     assert both.sum() == 2 * 4  # columns 2..3 of the polygon are in the mask's left 4 columns
     with pytest.raises(PipelineError, match="aspect"):
         Region(mask=mask).rasterise(8, 8)
+
+
+def test_capped_camera_is_never_a_pass() -> None:
+    """A camera with more regions than max_regions fails even when no listed defect does, and
+    the reason says how many there were and how many are reported."""
+    cams = _cams(_defect(mm2=0.1))
+    cams[0].regions_found, cams[0].capped = 5000, True
+    verdict, reasons = judge(cams, _rules())
+    assert verdict is Verdict.FAIL
+    assert reasons[0].startswith("5000 defect regions on cam0, more than pipeline.max_regions "
+                                 "allows; only the 1 largest")
