@@ -26,12 +26,10 @@ from models.build import SIZE_DIVISOR
 from models.checkpoint import Checkpoint, load_checkpoint
 from pipeline.infer import Segmenter, select_device
 from pipeline.postprocess import (
-    Crop,
     classify,
     defect_probabilities,
-    defect_regions,
     downscale_defect_map,
-    extract_defects,
+    find_defects,
 )
 from pipeline.preprocess import Normaliser, Preprocessor
 from pipeline.tiling import StageClock, Tiler, run_whole
@@ -184,11 +182,11 @@ class Inspector:
 
     def postprocess(self, camera: str, probs: torch.Tensor, mm_per_px: float | None
                     ) -> CameraResult:
-        """Probabilities -> camera result with all defects (largest first).
+        """Probabilities -> camera result with the largest defects (largest first).
 
-        Only the defect map comes to the host when there is no defect; otherwise only the
-        regions holding defects (see :func:`defect_regions`), or the whole class and score maps
-        when those regions are many or large.
+        Bounded cost whatever the frame holds (see :func:`find_defects`): only the defect map,
+        the statistics of the ``max_regions`` largest regions and the pixels of their outlines
+        come to the host. More regions than that: the result is ``capped`` (never a PASS).
         """
         with torch.inference_mode():
             p = defect_probabilities(probs, self.spec.head)
@@ -203,21 +201,18 @@ class Inspector:
             defect_map = np.ascontiguousarray(dmap.cpu().numpy(), dtype=np.uint8)
             if not defect_map.any():
                 return CameraResult(camera, w, h, [], defect_map)
-            regions = defect_regions(defect_map, factor, h, w)
-            if regions is None:
-                regions = [Crop(0, h, 0, w, np.ones((h, w), dtype=bool))]
-            defects = []
-            for r in regions:
-                lab = labels[r.y0:r.y1, r.x0:r.x1].cpu().numpy()
-                lab[~r.keep] = 0
-                defects += extract_defects(
-                    lab, scores[r.y0:r.y1, r.x0:r.x1].cpu().numpy(), camera=camera,
-                    class_names=self.class_names, min_area_px=self.cfg.min_area_px,
-                    mm_per_px=mm_per_px, max_outline_points=self.cfg.outline_points,
-                    max_outlines=self.cfg.max_defects, origin=(r.x0, r.y0),
-                )
-            defects.sort(key=lambda d: (-d.area_px, d.class_index, d.box))
-            return CameraResult(camera, w, h, defects, defect_map)
+            defects, found = find_defects(
+                labels, scores, camera=camera, class_names=self.class_names,
+                min_area_px=self.cfg.min_area_px, mm_per_px=mm_per_px,
+                block=self.cfg.region_block, max_regions=self.cfg.max_regions,
+                max_outline_points=self.cfg.outline_points,
+            )
+            capped = found > self.cfg.max_regions
+            if capped:
+                log.warning("defect regions capped", camera=camera, found=found,
+                            examined=len(defects))
+            return CameraResult(camera, w, h, defects, defect_map, regions_found=found,
+                                capped=capped)
 
     def inspect(
         self,
