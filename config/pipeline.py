@@ -23,10 +23,29 @@ class PipelineConfig(Section):
         description="Tile edge length, a multiple of 32 (the network's stride) [px]",
     )
     overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Tile overlap share [0..1)")
-    batch_size: int = Field(8, ge=1, le=256, description="Tiles per forward pass [count]")
+    batch_size: int = Field(
+        8, ge=1, le=256, description="Tiles per forward pass on the CPU [count]"
+    )
+    cuda_batch_size: int = Field(
+        0, ge=0, le=4096,
+        description="Tiles per forward pass on CUDA; 0 = as many as fit in half the free "
+        "device memory (all tiles of a frame when they fit) [count]",
+    )
+    cuda_graphs: bool = Field(
+        True,
+        description="Capture the network's forward for the tile batch as a CUDA graph "
+        "(replayed per batch; falls back to plain calls if capture fails) [-]",
+    )
     half: bool = Field(True, description="Half precision on CUDA (ignored on the CPU) [-]")
+    half_dtype: Literal["float16", "bfloat16"] = Field(
+        "float16", description="Which half precision on CUDA [-]"
+    )
     channels_last: bool = Field(True, description="Channels-last memory on CUDA [-]")
-    compile: bool = Field(False, description="torch.compile the model at start-up [-]")
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (compiled at start-up, before the station "
+        "reports ready) [-]",
+    )
     min_area_px: int = Field(
         4, ge=1, le=1_000_000, description="Smaller connected components are ignored [px]"
     )

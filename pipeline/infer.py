@@ -1,8 +1,10 @@
 """Run the network: device choice, precision, memory format, batching, heads.
 
-On CUDA the model runs in half precision and channels-last memory (both configurable); on the
-CPU in float32. The caller wraps everything in ``torch.inference_mode()``. The output is
-always per-class probabilities in float32: softmax over all classes, or independent sigmoids.
+On CUDA the model runs in half precision (float16 or bfloat16) and channels-last memory (all
+configurable); on the CPU in float32. The caller wraps everything in ``torch.inference_mode()``.
+The output is per-class probabilities in float32 (softmax over all classes, or independent
+sigmoids); a network that also returns image-level logits ``(N, J)`` (a pair
+``(segmentation logits, image logits)``) gets the pair (probabilities, image logits float32).
 """
 
 from __future__ import annotations
@@ -46,15 +48,19 @@ class Segmenter:
         device: torch.device,
         *,
         half: bool = True,
+        half_dtype: str = "float16",
         channels_last: bool = True,
         compile_model: bool = False,
     ) -> None:
         if head not in ("softmax", "sigmoid"):
             raise ModelError(f"unknown head {head!r}; valid: softmax, sigmoid")
+        halves = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+        if half_dtype not in halves:
+            raise ModelError(f"half_dtype must be float16 or bfloat16, got {half_dtype!r}")
         self.head = head
         self.device = device
         cuda = device.type == "cuda"
-        self.dtype = torch.float16 if (half and cuda) else torch.float32
+        self.dtype = halves[half_dtype] if (half and cuda) else torch.float32
         self.memory_format = (
             torch.channels_last if (channels_last and cuda) else torch.contiguous_format
         )
@@ -71,17 +77,28 @@ class Segmenter:
                 raise ModelError(f"torch.compile failed: {exc}") from exc
         log.debug("segmenter ready", device=str(device), dtype=str(self.dtype), head=head)
 
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Raw network output for a ``(N, C, H, W)`` batch (in the model's dtype)."""
+    def logits(self, batch: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Raw network output for a ``(N, C, H, W)`` batch (in the model's dtype): the
+        segmentation logits, or (segmentation logits, image logits)."""
         x = batch.to(device=self.device, dtype=self.dtype).contiguous(
             memory_format=self.memory_format
         )
-        out: torch.Tensor = self._forward(x)
-        return out
+        out = self._forward(x)
+        if isinstance(out, torch.Tensor):
+            return out
+        if isinstance(out, (tuple, list)) and len(out) == 2 and all(
+                isinstance(o, torch.Tensor) for o in out):
+            return out[0], out[1]
+        raise ModelError(
+            "the network must return segmentation logits (N, K, H, W) or a pair (segmentation "
+            f"logits, image logits (N, J)), got {type(out).__name__}"
+        )
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Probabilities ``(N, K, H, W)`` float32 for a normalised ``(N, C, H, W)`` batch."""
-        logits = self.logits(batch).float()
-        if self.head == "softmax":
-            return torch.softmax(logits, dim=1)
-        return torch.sigmoid(logits)
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Probabilities ``(N, K, H, W)`` float32 for a normalised ``(N, C, H, W)`` batch, or
+        (probabilities, image logits ``(N, J)`` float32) for a network with an image head."""
+        out = self.logits(batch)
+        seg, image = (out, None) if isinstance(out, torch.Tensor) else out
+        logits = seg.float()
+        probs = torch.softmax(logits, dim=1) if self.head == "softmax" else torch.sigmoid(logits)
+        return probs if image is None else (probs, image.float())
