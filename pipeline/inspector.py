@@ -78,7 +78,8 @@ class Inspector:
         self.device = select_device(self.cfg.device)
         self.segmenter = Segmenter(
             checkpoint.model, meta.spec.head, self.device, half=self.cfg.half,
-            channels_last=self.cfg.channels_last, compile_model=self.cfg.compile,
+            half_dtype=self.cfg.half_dtype, channels_last=self.cfg.channels_last,
+            compile_model=self.cfg.compile,
         )
         self.preprocessor = Preprocessor(
             self.device, meta.spec.in_channels,
@@ -86,7 +87,8 @@ class Inspector:
             flat_eps=self.cfg.flat_field_eps,
         )
         self.tiler = Tiler(self.cfg.tile_size, self.cfg.overlap, self.cfg.batch_size,
-                           SIZE_DIVISOR)
+                           SIZE_DIVISOR, cuda_batch=self.cfg.cuda_batch_size,
+                           graphs=self.cfg.cuda_graphs and not self.cfg.compile)
         self._thresholds_t = torch.tensor([merged[c] for c in defect_classes],
                                           device=self.device)
         self.regions = dict(regions or {})
@@ -179,6 +181,32 @@ class Inspector:
             if self.cfg.mode == "whole":
                 return run_whole(x, self.segmenter, SIZE_DIVISOR, clock)
             return self.tiler(x, self.segmenter, clock)
+
+    def warmup(self, sizes: Sequence[tuple[int, int]] = (), always: bool = False) -> float:
+        """Prepare the fast path before the first part; returns the seconds it took.
+
+        On CUDA (or with ``pipeline.compile``): runs blank frames of ``sizes`` (``(height,
+        width)`` of the cameras; with none given, one tile when compiling), so that the tile
+        batch is sized, the CUDA graph captured and ``torch.compile`` done before the station
+        reports ready. On the CPU without compile it does nothing (unless ``always``).
+        """
+        if self.device.type != "cuda" and not self.cfg.compile and not always:
+            return 0.0
+        t0 = time.perf_counter()
+        c = self.spec.in_channels
+        shapes = list(sizes) or ([(self.cfg.tile_size, self.cfg.tile_size)]
+                                 if self.cfg.compile and self.cfg.mode == "tiled" else [])
+        with self._lock, torch.inference_mode():
+            for h, w in shapes:
+                x = torch.zeros((1, c, h, w), device=self.device)
+                if self.cfg.mode == "whole":
+                    run_whole(x, self.segmenter, SIZE_DIVISOR)
+                else:
+                    self.tiler(x, self.segmenter)
+            self._sync()
+        took = time.perf_counter() - t0
+        log.info("inspector warmed up", sizes=shapes, seconds=round(took, 2))
+        return took
 
     def postprocess(self, camera: str, probs: torch.Tensor, mm_per_px: float | None
                     ) -> CameraResult:

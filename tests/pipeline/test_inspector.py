@@ -197,3 +197,15 @@ def test_noise_frame_is_bounded_and_never_a_pass() -> None:
     assert not cam.capped and 1 <= cam.regions_found <= 20
     assert sum(d.area_px for d in cam.defects) == int((img > 128).sum())
     assert result.verdict is Verdict.FAIL
+
+
+def test_warmup_runs_blank_frames_only_where_it_pays() -> None:
+    """On the CPU warm-up costs nothing by default; forced, it runs a blank frame of each
+    size through the same path (tiled and whole) and the next inspection is unchanged."""
+    tiled = inspector_for(OracleModel(), rules=RULES)
+    assert tiled.warmup([(150, 200)]) == 0.0
+    assert tiled.warmup([(150, 200), (64, 96)], always=True) > 0.0
+    result = tiled.inspect([InputImage("cam0", _frame(), "Mono8")])
+    assert [d.area_px for d in result.cameras[0].defects] == [800, 16]
+    whole = inspector_for(OracleModel(), rules=RULES, mode="whole")
+    assert whole.warmup([(150, 200)], always=True) > 0.0
