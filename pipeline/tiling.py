@@ -204,7 +204,7 @@ class _Graph:
                 predict(batch)
         torch.cuda.current_stream(batch.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.output = split_output(predict(batch))
 
     def __call__(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -242,6 +242,8 @@ class Tiler:
         self.graphs = graphs
         self._plans: dict[tuple[int, int, str, int], _Plan] = {}
         self._auto_batch: dict[tuple[str, int, str], int] = {}
+        self._limits: dict[tuple[str, int, str], int] = {}  # after out-of-memory errors
+        self._last_batch = 0
         self._graph_cache: dict[tuple[int, int, str, str], _Graph] = {}
         self._buffers: dict[tuple[int, int, str, str], torch.Tensor] = {}
         self.graph_failures = 0
@@ -275,16 +277,15 @@ class Tiler:
     def batch_for(self, n_tiles: int, predict: Predictor, channels: int,
                   device: torch.device, dtype: torch.dtype) -> int:
         """Tiles per forward pass for a frame of ``n_tiles`` (balanced over the passes)."""
+        key = (str(device), channels, str(dtype))
         if device.type != "cuda":
             most = self.batch_size
-        elif self.cuda_batch:
-            most = self.cuda_batch
         else:
-            key = (str(device), channels, str(dtype))
             if key not in self._auto_batch:
-                self._auto_batch[key] = self._probe(predict, channels, device, dtype)
+                self._auto_batch[key] = self.cuda_batch or self._probe(predict, channels,
+                                                                       device, dtype)
             most = self._auto_batch[key]
-        most = max(1, min(most, n_tiles))
+        most = max(1, min(most, n_tiles, self._limits.get(key, most)))
         passes = math.ceil(n_tiles / most)
         return math.ceil(n_tiles / passes)
 
@@ -348,19 +349,21 @@ class Tiler:
         if x.ndim != 4 or x.shape[0] != 1:
             raise PipelineError(f"tiler needs a (1, C, H, W) tensor, got {tuple(x.shape)}")
         while True:
+            self._last_batch = 0
             try:
                 return self._run(x, predict, clock)
             except torch.cuda.OutOfMemoryError:
+                if self._last_batch <= 1:
+                    raise
                 key = (str(x.device), int(x.shape[1]),
                        str(getattr(predict, "dtype", x.dtype)))
-                most = self._auto_batch.get(key, self.cuda_batch or self.batch_size)
-                if x.device.type != "cuda" or most <= 1:
-                    raise
-                self._auto_batch[key] = most // 2
+                self._limits[key] = self._last_batch // 2
                 self._graph_cache.clear()
                 self._buffers.clear()
-                torch.cuda.empty_cache()
-                log.warning("out of device memory; halving the tile batch", batch=most // 2)
+                if x.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                log.warning("out of device memory; halving the tile batch",
+                            batch=self._limits[key])
 
     def _run(
         self, x: torch.Tensor, predict: Predictor, clock: StageClock | None
@@ -374,6 +377,7 @@ class Tiler:
         memory_format: torch.memory_format = getattr(predict, "memory_format",
                                                      torch.contiguous_format)
         batch = self.batch_for(n_tiles, predict, c, device, dtype)
+        self._last_batch = batch
         plan = self.plan(h, w, device, batch)
         size = grid.tile
         t = clock.sync() if clock else 0.0

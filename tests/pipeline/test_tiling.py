@@ -230,3 +230,31 @@ def test_tile_inputs_take_the_predictors_dtype_and_layout() -> None:
     out = Tiler(64, 0.25, 3)(torch.randn(1, 3, 100, 100), Pred())
     assert out.shape == (1, 2, 100, 100)
     assert seen and all(s == (torch.float64, True) for s in seen)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_result() -> None:
+    """A device running out of memory for a batch makes the tiler halve it and run the frame
+    again (and remember the limit); one tile that does not fit is the caller's error."""
+    x = torch.randn(1, 3, 200, 260)
+    predict = _softmax(ConvStack(layers=1))
+    sizes: list[int] = []
+
+    def tight(batch: torch.Tensor) -> torch.Tensor:
+        sizes.append(batch.shape[0])
+        if batch.shape[0] > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+        return predict(batch)
+
+    tiler = Tiler(64, 0.25, batch_size=16)
+    out = tiler(x, tight)
+    assert torch.allclose(out, Tiler(64, 0.25, batch_size=2)(x, predict), atol=1e-6)
+    assert sizes[:2] == [12, 6] and max(sizes[2:]) <= 3  # 24 tiles: 12, then 6, then 3
+    sizes.clear()
+    tiler(x, tight)
+    assert max(sizes) <= 3  # the limit is kept
+
+    def never(batch: torch.Tensor) -> torch.Tensor:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        Tiler(64, 0.25, batch_size=4)(x, never)
