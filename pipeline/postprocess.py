@@ -20,6 +20,7 @@ reported as one region of their class.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -278,35 +279,62 @@ def _dense_block_stats(lab: torch.Tensor, sc: torch.Tensor, present: list[int], 
     return {n: torch.stack(v).reshape(-1) for n, v in cols.items()}
 
 
-def _sparse_block_stats(labels: torch.Tensor, scores: torch.Tensor, k: int, f: int, big: int
-                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Occupancy ``(k, hb, wb)`` and per (class, block) statistics (each ``(k * nb,)``) from
-    the defect pixels only (the CPU way: one sequential scatter per statistic, nothing spent
-    on background)."""
+@dataclass(frozen=True)
+class _Pixels:
+    """The defect pixels of a frame (the CPU way): (class, block) key, x, y, score."""
+
+    key: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    score: torch.Tensor
+
+
+def _sparse_pixels(labels: torch.Tensor, scores: torch.Tensor, k: int, f: int
+                   ) -> tuple[torch.Tensor, _Pixels]:
+    """Occupancy ``(k, hb, wb)`` and the defect pixels, found with one ``nonzero`` (nothing
+    is spent on background)."""
     h, w = int(labels.shape[0]), int(labels.shape[1])
     hb, wb = -(-h // f), -(-w // f)
-    n = k * hb * wb
     flat = labels.reshape(-1)
     pix = torch.nonzero(flat).squeeze(1)
     y = pix // w
     x = pix - y * w
     key = (flat[pix].long() - 1) * (hb * wb) + (y // f) * wb + x // f
-    s = scores.reshape(-1)[pix].float()
-    area = torch.bincount(key, minlength=n)
+    occ = torch.bincount(key, minlength=k * hb * wb) > 0
+    return occ.view(k, hb, wb), _Pixels(key, x, y, scores.reshape(-1)[pix].float())
+
+
+def _sparse_region_stats(px: _Pixels, table: torch.Tensor, r: int, big: int
+                         ) -> dict[str, torch.Tensor]:
+    """Per-region statistics straight from the defect pixels: one sequential scatter each
+    (``table``: region id per (class, block), ``(k * nb,)``)."""
+    rid = table[px.key]
 
     def extreme(v: torch.Tensor, how: str, init: int) -> torch.Tensor:
-        return torch.full((n,), init, dtype=v.dtype).scatter_reduce_(0, key, v, how)
+        return torch.full((r,), init, dtype=v.dtype).scatter_reduce_(0, rid, v, how)
 
-    stats = {
-        "area": area,
-        "ssum": torch.bincount(key, weights=s.double(), minlength=n),
-        "smax": torch.zeros(n).scatter_reduce_(0, key, s, "amax"),
-        "sx": torch.zeros(n, dtype=torch.int64).index_add_(0, key, x),
-        "sy": torch.zeros(n, dtype=torch.int64).index_add_(0, key, y),
-        "x0": extreme(x, "amin", big), "x1": extreme(x, "amax", -1),
-        "y0": extreme(y, "amin", big), "y1": extreme(y, "amax", -1),
+    return {
+        "area": torch.bincount(rid, minlength=r),
+        "ssum": torch.bincount(rid, weights=px.score.double(), minlength=r),
+        "smax": torch.zeros(r).scatter_reduce_(0, rid, px.score, "amax"),
+        "sx": torch.zeros(r, dtype=torch.int64).index_add_(0, rid, px.x),
+        "sy": torch.zeros(r, dtype=torch.int64).index_add_(0, rid, px.y),
+        "x0": extreme(px.x, "amin", big), "x1": extreme(px.x, "amax", -1),
+        "y0": extreme(px.y, "amin", big), "y1": extreme(px.y, "amax", -1),
     }
-    return (area > 0).view(k, hb, wb), stats
+
+
+def _dense_region_stats(lab: torch.Tensor, sc: torch.Tensor, present: list[int], f: int,
+                        big: int, tid: torch.Tensor, r: int) -> dict[str, torch.Tensor]:
+    """Per-region statistics from the per-(class, block) ones of the occupied blocks
+    (``tid``: region id per (present class, block))."""
+    blk = _dense_block_stats(lab, sc, present, f, big)
+    sel = torch.nonzero(tid).squeeze(1)
+    tid = tid[sel]
+    how = {"area": ("sum", 0), "ssum": ("sum", 0), "smax": ("amax", 0), "sx": ("sum", 0),
+           "sy": ("sum", 0), "x0": ("amin", big), "x1": ("amax", -1), "y0": ("amin", big),
+           "y1": ("amax", -1)}
+    return {n: _scatter(blk[n][sel], tid, r, op, init) for n, (op, init) in how.items()}
 
 
 def find_defects(
@@ -361,14 +389,14 @@ def find_defects(
     if top_class > k:
         raise PipelineError(f"class index {top_class} but only {len(class_names)} classes")
     lab, sc = labels, scores.float()
-    sparse_stats: dict[str, torch.Tensor] = {}
+    pixels: _Pixels | None = None
     if dense:
         if (hb * f, wb * f) != (h, w):
             lab = F.pad(labels, (0, wb * f - w, 0, hb * f - h))
             sc = F.pad(sc, (0, wb * f - w, 0, hb * f - h))
         occ_dev = _dense_occupancy(lab, k, f)
     else:
-        occ_dev, sparse_stats = _sparse_block_stats(labels, sc, k, f, big)
+        occ_dev, pixels = _sparse_pixels(labels, sc, k, f)
     # Which blocks hold which class: one transfer of a map block² times smaller.
     occ_t = _host_buffer((k, hb, wb), torch.bool, dev)
     occ_t.copy_(occ_dev)
@@ -383,22 +411,20 @@ def find_defects(
         labelled.append(cc)
         region_class += [c + 1] * (n - 1)
     r = len(region_class)
-    tdtype = torch.int16 if r < (1 << 15) else torch.int32
-    table_t = _host_buffer((len(present), hb, wb), tdtype, dev)
-    table = table_t.numpy()
-    for i, cc in enumerate(labelled):
-        table[i] = cc
-    tid = table_t.to(dev, non_blocking=True).reshape(-1).long()
-    if dense:
-        blk = _dense_block_stats(lab, sc, present, f, big)
+    if pixels is not None:
+        full = np.zeros((k, hb, wb), np.int64)
+        for i, c in enumerate(present):
+            full[c] = labelled[i]
+        reg = _sparse_region_stats(pixels, torch.from_numpy(full.reshape(-1)), r, big)
     else:
-        rows = torch.tensor(present, dtype=torch.long)
-        blk = {n: v.view(k, hb * wb)[rows].reshape(-1) for n, v in sparse_stats.items()}
-    # Only occupied blocks take part in the reductions over regions.
-    sel = torch.nonzero(tid).squeeze(1)
-    tid = tid[sel]
-    blk = {n: v[sel] for n, v in blk.items()}
-    area = _scatter(blk["area"], tid, r, "sum", 0)
+        tdtype = torch.int16 if r < (1 << 15) else torch.int32
+        table_t = _host_buffer((len(present), hb, wb), tdtype, dev)
+        table = table_t.numpy()
+        for i, cc in enumerate(labelled):
+            table[i] = cc
+        tid = table_t.to(dev, non_blocking=True).reshape(-1).long()
+        reg = _dense_region_stats(lab, sc, present, f, big, tid, r)
+    area = reg["area"]
     valid = area >= min_area_px
     valid[0] = False
     found = int(valid.sum())
@@ -408,17 +434,8 @@ def find_defects(
     # Largest first; ties broken by region id so that the choice is deterministic.
     rank = torch.where(valid, area * r + (r - 1 - torch.arange(r, device=dev)), -1)
     top = torch.topk(rank, n_rep).indices
-    stats = torch.stack([
-        top.double(),
-        area[top].double(),
-        _scatter(blk["ssum"], tid, r, "sum", 0.0)[top],
-        _scatter(blk["smax"], tid, r, "amax", 0.0)[top].double(),
-        _scatter(blk["sx"], tid, r, "sum", 0)[top].double(),
-        _scatter(blk["sy"], tid, r, "sum", 0)[top].double(),
-        _scatter(blk["x0"], tid, r, "amin", big)[top].double(),
-        _scatter(blk["x1"], tid, r, "amax", -1)[top].double(),
-        _scatter(blk["y0"], tid, r, "amin", big)[top].double(),
-        _scatter(blk["y1"], tid, r, "amax", -1)[top].double(),
+    stats = torch.stack([top.double(), area[top].double()] + [
+        reg[n][top].double() for n in ("ssum", "smax", "sx", "sy", "x0", "x1", "y0", "y1")
     ]).cpu().numpy()
     ids = stats[0].astype(np.int64)
     boxes = stats[6:].astype(np.int64).T  # x0, x1, y0, y1 inclusive
