@@ -191,8 +191,10 @@ def synthetic_frame(height: int, width: int, seed: int = 0) -> npt.NDArray[np.ui
 
 
 def worst_case_probs(kind: str, classes: int, height: int, width: int, device: torch.device,
-                     seed: int = 0) -> torch.Tensor:
-    """``(1, classes, H, W)`` probabilities that are hardest on post-processing.
+                     seed: int = 0, background: bool = True) -> torch.Tensor:
+    """``(1, classes, H, W)`` probabilities that are hardest on post-processing
+    (``background``: channel 0 is the background, as for softmax heads; sigmoid heads have
+    defect channels only).
 
     ``noise``: independent uniform noise per class (about every other pixel passes a 0.5
     threshold: millions of 8-connected components). ``specks``: 2 x 2 px specks of a defect
@@ -206,11 +208,14 @@ def worst_case_probs(kind: str, classes: int, height: int, width: int, device: t
         return torch.rand((1, classes, height, width), generator=g, device=device)
     if kind == "specks":
         probs = torch.zeros((1, classes, height, width), device=device)
-        probs[0, 0] = 1.0
+        defect = 1 if background else 0
+        if background:
+            probs[0, 0] = 1.0
         for dy in (1, 2):
             for dx in (1, 2):
-                probs[0, 0, dy::8, dx::8] = 0.0
-                probs[0, 1, dy::8, dx::8] = 1.0
+                if background:
+                    probs[0, 0, dy::8, dx::8] = 0.0
+                probs[0, defect, dy::8, dx::8] = 1.0
         return probs
     raise ValueError(f"unknown worst case {kind!r}; expected one of {', '.join(NOISE_KINDS)}")
 
@@ -298,9 +303,10 @@ def measure_worst_case(ins: Inspector, height: int, width: int, repeats: int, wa
     from pipeline.tiling import StageClock
 
     out: dict[str, dict[str, Any]] = {}
-    classes = len(ins.class_names) if ins.spec.head == "softmax" else len(ins.class_names) - 1
+    softmax = ins.spec.head == "softmax"
+    classes = len(ins.class_names) if softmax else len(ins.class_names) - 1
     for kind in NOISE_KINDS:
-        probs = worst_case_probs(kind, classes, height, width, ins.device, seed)
+        probs = worst_case_probs(kind, classes, height, width, ins.device, seed, softmax)
         times = []
         cam = None
         for i in range(warmup + repeats):
