@@ -244,7 +244,7 @@ class Tiler:
         self._auto_batch: dict[tuple[str, int, str], int] = {}
         self._limits: dict[tuple[str, int, str], int] = {}  # after out-of-memory errors
         self._last_batch = 0
-        self._graph_cache: dict[tuple[int, int, str, str], _Graph] = {}
+        self._graph_cache: dict[tuple[int, int, str, str], _Graph] = {}  # same keys as buffers
         self._buffers: dict[tuple[int, int, str, str], torch.Tensor] = {}
         self.graph_failures = 0
 
@@ -313,17 +313,21 @@ class Tiler:
         if buf is None:
             buf = torch.empty((batch, channels, self.tile, self.tile), device=device,
                               dtype=dtype).contiguous(memory_format=memory_format)
-            if len(self._buffers) >= 4:
-                self._buffers.pop(next(iter(self._buffers)))
+            if len(self._buffers) >= 4:  # a graph reads its own buffer: both go together
+                old = next(iter(self._buffers))
+                self._buffers.pop(old)
+                self._graph_cache.pop(old, None)
             self._buffers[key] = buf
         return buf
 
     def _graph(self, predict: Predictor, buf: torch.Tensor) -> _Graph | None:
-        key = (*buf.shape[:2], str(buf.device), str(buf.dtype))
+        key = (int(buf.shape[0]), int(buf.shape[1]), str(buf.device), str(buf.dtype))
         graph = self._graph_cache.get(key)
         if graph is None and self.graph_failures == 0:
             try:
                 graph = _Graph(predict, buf)
+            except torch.cuda.OutOfMemoryError:
+                raise  # run() halves the batch and tries again, graphs still on
             except Exception as exc:  # capture support varies by model and platform
                 self.graph_failures += 1
                 log.warning("CUDA graph capture failed; running without graphs",
@@ -387,6 +391,8 @@ class Tiler:
             1, 2, 0, 3, 4)
         buf = self._buffer(batch, c, device, dtype, memory_format)
         graph = self._graph(predict, buf) if (self.graphs and device.type == "cuda") else None
+        if graph is not None:
+            buf = graph.input  # the buffer the graph was captured on
         out: torch.Tensor | None = None
         image: torch.Tensor | None = None
         for start in range(0, n_tiles, batch):

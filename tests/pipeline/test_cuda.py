@@ -107,3 +107,21 @@ def test_find_defects_on_cuda_equals_the_cpu() -> None:
         for a, b in zip(cpu[0], gpu[0], strict=True):
             assert a.mean_score == pytest.approx(b.mean_score, abs=1e-9)
             assert a.centroid == pytest.approx(b.centroid, abs=1e-9)
+
+
+def test_graphs_stay_right_when_many_frame_sizes_come_and_go() -> None:
+    """More batch shapes than the tiler keeps (graphs and their buffers are dropped together)
+    and a size seen again: every result still equals plain calls."""
+    from pipeline.infer import Segmenter
+    from pipeline.tiling import Tiler
+
+    torch.manual_seed(1)
+    seg = Segmenter(ConvStack(layers=2), "softmax", torch.device("cuda"), half=False)
+    graphed = Tiler(128, 0.25, 8, cuda_batch=64, graphs=True)
+    plain = Tiler(128, 0.25, 8, cuda_batch=64, graphs=False)
+    sizes = [(128, 128), (200, 300), (300, 500), (400, 650), (500, 900), (128, 128)]
+    with torch.inference_mode():
+        for h, w in sizes:
+            x = torch.randn(1, 3, h, w, device="cuda")
+            assert float((graphed(x, seg) - plain(x, seg)).abs().max()) < 1e-5
+    assert graphed.graph_failures == 0 and len(graphed._graph_cache) <= 4
