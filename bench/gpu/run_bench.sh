@@ -87,6 +87,20 @@ else
 fi
 export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+# The machine's own copies may be too old for the station (e.g. huggingface_hub for smp):
+# then every wheel of the group is installed, shadowing them, and the import is tried again.
+if ! "$PY" -c "import segmentation_models_pytorch, zmq, pydantic, structlog, serial, station.bench, pipeline.inspector" >/dev/null 2>&1; then
+  say "the station does not import with the machine's packages; installing every bench wheel"
+  all=()
+  while read -r req _module _policy _group; do
+    name="${req%%==*}"; version="${req##*==}"
+    norm="$(echo "$name" | tr 'A-Z-' 'a-z_')"
+    w="$(ls .whl/"${norm}"-"${version}"-*.whl 2>/dev/null | head -n 1)"
+    [[ -n "$w" ]] && all+=("$w")
+  done < <(grep -v '^[[:space:]]*#' bench/gpu/wheels.txt | awk 'NF && $4 == "bench"')
+  (( ${#all[@]} )) && "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade \
+    --target "$SITE" "${all[@]}" || say "WARNING: pip install failed"
+fi
 "$PY" - <<'PYEOF' || { say "FATAL: the preflight import failed"; }
 import importlib, sys
 mods = ["torch", "torchvision", "timm", "cv2", "numpy", "yaml", "segmentation_models_pytorch",
@@ -101,6 +115,7 @@ for m in mods:
 import torch
 print("  cuda available:", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+import station.bench, pipeline.inspector  # the station itself imports
 PYEOF
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv 2>/dev/null \
   || say "nvidia-smi not available"
