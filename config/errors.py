@@ -27,9 +27,13 @@ The tree::
     │   ├── CheckpointError              corrupt, mismatched or unreadable checkpoint
     │   └── UnknownName                  registry lookup failed (lists valid names)
     ├── PipelineError                    bad tensor shapes, wrong input for the pipeline
+    │   └── InferenceError               the device failed running the network (out of
+    │                                    memory, CUDA error); translated at the pipeline's
+    │                                    edge by ``pipeline.errors.torch_errors``
     ├── CalibrationError                 stale, missing or foreign calibration
     ├── DatasetError                     unreadable dataset or annotation
-    └── StoreError                       inspection store (SQLite) problem
+    ├── StoreError                       inspection store (SQLite) problem
+    └── NoAnswer                         the station did not answer a client in time
 """
 
 from __future__ import annotations
@@ -115,6 +119,10 @@ class PipelineError(StationError):
     """The pipeline got input it cannot process."""
 
 
+class InferenceError(PipelineError):
+    """The device failed while running the network (out of memory, a CUDA error)."""
+
+
 class CalibrationError(StationError):
     """A calibration is missing, stale or made for other cameras."""
 
@@ -125,3 +133,7 @@ class DatasetError(StationError):
 
 class StoreError(StationError):
     """The inspection store failed."""
+
+
+class NoAnswer(StationError):
+    """The station did not answer a client's request within the timeout."""

@@ -10,6 +10,7 @@ from pydantic import Field, PrivateAttr, model_validator
 from config._base import Section
 from config.calibration import CalibrationConfig
 from config.cameras import CameraConfig, ReplayConfig
+from config.hmi import HmiConfig
 from config.lights import LightsConfig
 from config.messaging import MessagingConfig
 from config.pipeline import ModelConfig, PipelineConfig
@@ -75,6 +76,9 @@ class StationConfig(Section):
     )
     cycle: CycleConfig = Field(default_factory=CycleConfig, description="Inspection cycle [-]")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs [-]")
+    hmi: HmiConfig = Field(
+        default_factory=HmiConfig, description="Operator's web screen (`station hmi`) [-]"
+    )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 

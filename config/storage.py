@@ -1,4 +1,4 @@
-"""Config of the inspection store (SQLite + defect-map files)."""
+"""Config of the inspection store (SQLite + defect-map and frame-preview files)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,12 @@ class StorageConfig(Section):
     )
     max_disk_mb: float = Field(
         2048, gt=0, le=10_000_000,
-        description="Defect maps beyond this total are deleted, oldest first [MiB]",
+        description="Defect maps and frame previews beyond this total are deleted, oldest "
+        "first [MiB]",
     )
     keep_defect_maps: bool = Field(True, description="Write defect-map PNGs [-]")
+    preview_px: int = Field(
+        1024, ge=0, le=20_000,
+        description="Keep every frame as a JPEG downscaled to this long side, for the HMI and "
+        "for exports to training; 0: keep none [px]",
+    )

@@ -80,13 +80,32 @@ class ModelSection(_Strict):
         "default (256, 128, 64, 32, 16) [channels]",
     )
     depth: int = Field(default=4, ge=1, le=5, description="plain-unet poolings, 1..5 [-]")
+    image_head: bool = Field(
+        default=True,
+        description="Train an image-level defect head on the encoder jointly with the masks "
+        "(smp architectures only; part-level decisions can use it) [-]",
+    )
 
 
 class PatchSection(_Strict):
     """How training patches are drawn from full-resolution images."""
 
-    mode: Literal["random", "grid"] = Field(
-        default="random", description="random crops (fast) or the paper's grid of windows [-]"
+    mode: Literal["whole", "random", "grid"] = Field(
+        default="random",
+        description="whole: each image at native resolution on one canvas (padded, cropped only "
+        "past whole_max); random: random square crops of `size`; grid: the paper's windows [-]",
+    )
+    whole_max: int = Field(
+        default=1024,
+        ge=64,
+        le=8192,
+        multiple_of=32,
+        description="whole mode: largest canvas edge; bigger images are cropped, 64..8192 [px]",
+    )
+    sampler: Literal["natural", "balanced"] = Field(
+        default="balanced",
+        description="whole/random modes: natural = images as often as they occur; balanced = "
+        "every defect class equally often, defect-free images making up free_share [-]",
     )
     size: int = Field(
         default=256,
@@ -102,16 +121,19 @@ class PatchSection(_Strict):
         default=0.25,
         ge=0.0,
         lt=1.0,
-        description="Grid mode: share of defect-free windows in an epoch, 0..<1 [-]",
+        description="Share of defect-free items in an epoch (grid windows; balanced "
+        "sampler), 0..<1 [-]",
     )
     defect_prob: float = Field(
         default=0.7,
         ge=0.0,
         le=1.0,
-        description="Random mode: probability a crop is centred near a defect pixel, 0..1 [-]",
+        description="Random / whole mode: probability a crop (when one is needed) is centred "
+        "near a defect pixel, 0..1 [-]",
     )
     per_epoch: int = Field(
-        default=512, ge=1, le=1_000_000, description="Random mode: crops per epoch [patches]"
+        default=512, ge=1, le=1_000_000,
+        description="Random / whole mode: items per epoch [patches]",
     )
 
 
@@ -154,21 +176,55 @@ class TrainConfig(_Strict):
         "classes: weight of the extra loss on the any-defect map "
         "(max over classes), 0..10 [-]",
     )
-    lr: float = Field(default=1e-4, gt=0, le=1, description="Adam learning rate, >0..1 [-]")
+    image_weight: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="Weight of the image head's loss (binary cross-entropy per class) "
+        "against the segmentation loss, 0..100 [-]",
+    )
+    lr: float = Field(default=1e-4, gt=0, le=1, description="Peak AdamW learning rate, >0..1 [-]")
+    weight_decay: float = Field(
+        default=1e-4, ge=0, le=1, description="AdamW weight decay, 0..1 [-]"
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="cosine",
+        description="cosine: linear warm-up, then cosine decay to 5 % of lr over the run "
+        "(epochs or max_minutes, whichever ends first) [-]",
+    )
+    warmup_steps: int = Field(
+        default=100, ge=0, le=1_000_000, description="Linear warm-up, 0..1e6 [steps]"
+    )
     batch_size: int = Field(
         default=8, ge=1, le=512, description="Patches per step, 1..512 [patches]"
     )
     epochs: int = Field(
         default=50, ge=1, le=10_000, description="Maximum epochs, 1..10000 [epochs]"
     )
-    patience: int = Field(
-        default=7,
+    patience_steps: int = Field(
+        default=3000,
         ge=1,
-        le=1000,
-        description="Early stopping: epochs without validation improvement, 1..1000 [epochs]",
+        le=100_000_000,
+        description="Early stopping: optimiser steps without improvement of the smoothed "
+        "validation figure, 1..1e8 [steps]",
     )
-    monitor: Literal["val_f1", "val_loss"] = Field(
-        default="val_f1", description="Validation figure that decides improvement [-]"
+    val_every_steps: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Validate every this many optimiser steps; None = once per epoch [steps]",
+    )
+    smoothing: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="Exponential smoothing of the validation figure before it decides the "
+        "best checkpoint and early stopping (0 = none), 0..<1 [-]",
+    )
+    monitor: Literal["val_combined", "val_f1", "val_loss"] = Field(
+        default="val_combined",
+        description="Validation figure that decides improvement: val_combined = mean of pixel "
+        "F1 at 0.5 and the image-level AUROC of the part score [-]",
     )
     max_minutes: float | None = Field(
         default=None,
@@ -181,23 +237,42 @@ class TrainConfig(_Strict):
     seed: int = Field(default=0, ge=0, description="Seed of torch, numpy and random [-]")
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N [-]")
     amp: bool = Field(
-        default=True, description="Mixed precision (CUDA only; ignored on the CPU) [-]"
+        default=True,
+        description="Mixed precision, bfloat16 where the GPU has it, else float16 (CUDA only; "
+        "ignored on the CPU) [-]",
+    )
+    channels_last: bool = Field(
+        default=True, description="Channels-last memory format (CUDA only) [-]"
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="DataLoader worker processes; None = 0 on the CPU, up to 8 on CUDA "
+        "[processes]",
     )
     threads: int | None = Field(
         default=None, ge=1, le=256, description="torch CPU threads; None = torch default [threads]"
     )
     min_area_px: int = Field(
-        default=16,
+        default=1,
         ge=1,
         le=1_000_000,
-        description="Smallest predicted region "
-        "that flags an image (used to choose thresholds) [px]",
+        description="Smallest region the operating point search may use as a minimum area "
+        "(it tries this and larger areas) [px]",
     )
     max_false_reject: float = Field(
         default=0.02,
         ge=0,
         le=1,
-        description="Target false-reject rate when the image threshold is chosen on validation [-]",
+        description="Target false-reject rate when the operating point is chosen on "
+        "validation [-]",
+    )
+    op_rule: Literal["auto", "segmentation", "image_head", "either"] = Field(
+        default="auto",
+        description="Part-level rule of the operating point: segmentation regions, the image "
+        "head, either of them, or auto = whichever flags most defective validation images "
+        "within max_false_reject [-]",
     )
     val_max_images: int | None = Field(
         default=None,

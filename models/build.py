@@ -59,6 +59,11 @@ class ModelSpec(BaseModel):
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra constructor arguments [-]"
     )
+    image_head: bool = Field(
+        False,
+        description="Also output image-level logits (one per defect class) from the deepest "
+        "encoder features (smp architectures only) [-]",
+    )
 
     @field_validator("classes")
     @classmethod
@@ -70,6 +75,11 @@ class ModelSpec(BaseModel):
     @model_validator(mode="after")
     def _known_names(self) -> ModelSpec:
         check_names(self.architecture, self.encoder)
+        if self.image_head and self.architecture in PLAIN_ARCHITECTURES:
+            raise ValueError(
+                f"image_head needs an encoder architecture ({', '.join(SMP_ARCHITECTURES)}); "
+                f"{self.architecture!r} has none: set image_head to false"
+            )
         return self
 
     @property
@@ -155,6 +165,26 @@ class PlainUNet(nn.Module):
         return out
 
 
+class MaxImageHead(nn.Module):
+    """Image-level logits: a 1 x 1 convolution over the deepest encoder features, then the
+    maximum over all positions (multiple-instance pooling).
+
+    Because the pooling is a maximum of a per-position score, the logits of a large frame
+    equal the maximum over its tiles' logits (up to border effects), so tiled and whole-frame
+    inference agree on the part-level decision.
+    """
+
+    def __init__(self, in_channels: int, classes: int, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout2d(dropout)
+        self.conv = nn.Conv2d(in_channels, classes, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, C, h, w)`` features -> ``(N, classes)`` logits."""
+        out: torch.Tensor = self.conv(self.dropout(features)).amax(dim=(2, 3))
+        return out
+
+
 def _smp_builder(architecture: str) -> Callable[..., nn.Module]:
     import segmentation_models_pytorch as smp
 
@@ -179,13 +209,17 @@ def build_model(spec: ModelSpec) -> nn.Module:
         kwargs = {k: v for k, v in spec.kwargs.items() if k != "encoder_weights"}
         if isinstance(kwargs.get("decoder_channels"), list):
             kwargs["decoder_channels"] = tuple(kwargs["decoder_channels"])
-        return builder(
+        model = builder(
             encoder_name=spec.encoder,
             encoder_weights=None,
             in_channels=spec.in_channels,
             classes=spec.out_channels,
             **kwargs,
         )
+        if spec.image_head:  # smp's forward returns (masks, classification_head(deepest))
+            deepest = int(getattr(model, "encoder").out_channels[-1])  # noqa: B009
+            model.classification_head = MaxImageHead(deepest, len(spec.defect_classes))
+        return model
     except ModelError:
         raise
     except (TypeError, ValueError, KeyError, RuntimeError) as exc:

@@ -33,9 +33,12 @@ from torch import nn
 
 from config.errors import CheckpointError, ModelError
 from models.build import ModelSpec, build_model
+from models.operating_point import OperatingPoint, legacy
 
 FORMAT = "inspection-station/checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this station reads (1: no operating point field; its provenance may hold one).
+READABLE_VERSIONS = (1, 2)
 #: ImageNet statistics (for inputs scaled to [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,6 +77,9 @@ class CheckpointMeta(BaseModel):
     provenance: dict[str, Any] = Field(
         default_factory=dict, description="Who/what made it: dataset, epochs, metrics, git [-]"
     )
+    operating_point: OperatingPoint | None = Field(
+        None, description="Qualified part-level decision, chosen on a validation split [-]"
+    )
     created_utc: str = Field(description="ISO 8601 time of writing [-]")
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Digest of weights [-]")
 
@@ -93,7 +99,27 @@ class CheckpointMeta(BaseModel):
         bad = {k: v for k, v in self.thresholds.items() if not 0.0 <= v <= 1.0}
         if bad:
             raise ValueError(f"thresholds must be within [0, 1], got {bad}")
+        op = self.operating_point
+        if op is not None and set(op.pixel_thresholds) != set(self.spec.defect_classes):
+            raise ValueError(
+                f"operating point names classes {sorted(op.pixel_thresholds)}; the network's "
+                f"defect classes are {self.spec.defect_classes}"
+            )
+        if op is not None and op.uses_head and not self.spec.image_head:
+            raise ValueError(f"operating point rule {op.rule!r} needs an image head; the "
+                             "network has none")
         return self
+
+    def effective_operating_point(self) -> OperatingPoint:
+        """The stored operating point; for older checkpoints, the one their thresholds and
+        provenance describe (see :func:`models.operating_point.legacy`)."""
+        if self.operating_point is not None:
+            return self.operating_point
+        prov = self.provenance.get("operating_point")
+        return legacy(
+            dict(self.thresholds), prov if isinstance(prov, dict) else None,
+            self.spec.defect_classes,
+        )
 
     def threshold(self, class_name: str) -> float:
         """The checkpoint's threshold for ``class_name`` (0.5 when it names none)."""
@@ -134,6 +160,7 @@ def make_meta(
     thresholds: dict[str, float] | None = None,
     trained: bool = False,
     provenance: dict[str, Any] | None = None,
+    operating_point: OperatingPoint | None = None,
 ) -> CheckpointMeta:
     """A :class:`CheckpointMeta` for ``state_dict`` (digest and time filled in).
 
@@ -155,6 +182,7 @@ def make_meta(
             thresholds=thresholds if thresholds is not None else {},
             trained=trained,
             provenance=provenance or {},
+            operating_point=operating_point,
             created_utc=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             weights_sha256=weights_sha256(state_dict),
         )
@@ -173,6 +201,7 @@ def save_checkpoint(
     thresholds: dict[str, float] | None = None,
     trained: bool = False,
     provenance: dict[str, Any] | None = None,
+    operating_point: OperatingPoint | None = None,
 ) -> CheckpointMeta:
     """Write ``model``'s weights and their meta to ``path`` atomically; return the meta.
 
@@ -184,6 +213,7 @@ def save_checkpoint(
     meta = make_meta(
         name=name, spec=spec, state_dict=state, normalisation=normalisation,
         patch_size=patch_size, thresholds=thresholds, trained=trained, provenance=provenance,
+        operating_point=operating_point,
     )
     payload = {
         "format": FORMAT,
@@ -225,9 +255,10 @@ def read_checkpoint(
             f"checkpoint {p}: not an inspection-station checkpoint (missing format {FORMAT!r})"
         )
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"checkpoint {p}: format version {version!r}, this station reads {FORMAT_VERSION}"
+            f"checkpoint {p}: format version {version!r}, this station reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; update the station or re-export the model"
         )
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(

@@ -1,59 +1,41 @@
 """Qualify a checkpoint on an annotated dataset: ``report.json``, ``report.md`` and charts.
 
-Inference runs on whole images (reflect-padded to a multiple of 32, cropped back), optionally
-with flip test-time augmentation. The operating point comes from the checkpoint: per-class
-pixel thresholds (``meta.thresholds``) and, when training chose them,
-``meta.provenance["operating_point"]`` = ``{"image_threshold": t, "min_area_px": n}`` (an image
-is flagged when the any-defect probability has a connected region of >= n pixels at >= t).
+The model's outputs come from a :class:`models.scoring.Scorer`: ``station evaluate`` passes
+one that runs the station's own ``pipeline.Inspector`` (the tiles, blending and thresholds of
+the booth); :class:`models.scoring.RuntimeScorer` runs whole images through
+:mod:`models.runtime`. The decision is the checkpoint's operating point
+(:mod:`models.operating_point`): per-class pixel thresholds make the class map the pixel
+figures are counted on; the point's rule (regions of at least a minimum area per class, the
+image head's score, or either) flags images.
 
 Public report keys (flat, see :meth:`models.metrics.Accumulator.report`): ``pixel.precision``,
 ``pixel.recall``, ``pixel.f1``, ``pixel.iou``, ``class.<name>.<metric>``,
 ``class.mean.<metric>``, ``class.std.<metric>``, ``image.defect_recall``,
-``image.false_reject_rate``.
+``image.false_reject_rate``, ``image.auroc``. The image sweep ranks images by the part score
+of the rule (the head's logit, else the largest region's share of its minimum area).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import structlog
-import torch
-from torch import nn
 
-from models.build import SIZE_DIVISOR, ModelSpec
-from models.checkpoint import Checkpoint, Normalisation, load_checkpoint
-from models.data import Dataset, load_dataset, pad_reflect_to
-from models.metrics import Accumulator, has_region, image_score
+from models.data import Dataset
+from models.metrics import Accumulator
+from models.operating_point import ImageRecord, OperatingPoint, flagged
 from models.plots import confusion_chart, line_chart
+from models.runtime import class_map
+from models.scoring import Scorer
 
 log = structlog.get_logger(__name__)
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """Thresholds that turn probabilities into decisions."""
-
-    thresholds: tuple[float, ...]  # per defect class
-    image_threshold: float = 0.5
-    min_area_px: int = 16
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: Checkpoint) -> OperatingPoint:
-        """The checkpoint's operating point (0.5 / 16 px where it names none)."""
-        meta = ckpt.meta
-        op: dict[str, Any] = dict(meta.provenance.get("operating_point", {}) or {})
-        ths = tuple(meta.threshold(c) for c in meta.spec.defect_classes)
-        return cls(ths, float(op.get("image_threshold", min(ths))), int(op.get("min_area_px", 16)))
-
 
 #: The headline figures of a report (a public interface: the keys of report.json).
 HEADLINE_KEYS: tuple[str, ...] = (
@@ -67,60 +49,18 @@ HEADLINE_KEYS: tuple[str, ...] = (
 )
 
 
-def to_input(images: Sequence[U8], norm: Normalisation, in_channels: int) -> torch.Tensor:
-    """Grey uint8 images (same size) -> normalised float tensor (N, C, H, W)."""
-    x = torch.from_numpy(np.stack(images)).float().div_(255.0).unsqueeze(1)
-    x = x.expand(-1, in_channels, -1, -1)
-    mean = torch.tensor(norm.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(norm.std, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x - mean) / std
-
-
-def logits_to_probs(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """Per-defect-class probabilities (N, K, H, W) from logits of either head."""
-    if head == "softmax":
-        return torch.softmax(logits.float(), dim=1)[:, 1:]
-    return torch.sigmoid(logits.float())
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    spec: ModelSpec,
-    norm: Normalisation,
-    image: U8,
-    device: torch.device | str = "cpu",
-    tta: bool = False,
-) -> F32:
-    """Per-defect-class probabilities (K, H, W) of one grey image (any size)."""
-    h, w = image.shape
-    ph = -(-h // SIZE_DIVISOR) * SIZE_DIVISOR
-    pw = -(-w // SIZE_DIVISOR) * SIZE_DIVISOR
-    x = to_input([pad_reflect_to(image, ph, pw)], norm, spec.in_channels).to(device)
-    probs = logits_to_probs(model(x), spec.head)
-    if tta:
-        for dims in ((3,), (2,)):
-            probs = probs + torch.flip(logits_to_probs(model(torch.flip(x, dims)), spec.head), dims)
-        probs = probs / 3
-    out: F32 = probs[0, :, :h, :w].cpu().numpy().astype(np.float32)
-    return out
-
-
-def decide(probs: F32, op: OperatingPoint) -> tuple[U8, F32, float, int]:
-    """Class map (0 = background), any-defect probability, image score and image decision
-    (0 = not flagged, else the dominant class) of one image's probabilities."""
-    any_prob = probs.max(axis=0)
-    ths = np.asarray(op.thresholds, np.float32).reshape(-1, 1, 1)
-    passing = np.where(probs >= ths, probs, -1.0)
-    best = passing.argmax(axis=0)
-    pred = np.where(passing.max(axis=0) >= 0, best + 1, 0).astype(np.uint8)
-    score = image_score(any_prob, op.min_area_px)
-    region = any_prob >= op.image_threshold
-    image_pred = 0
-    if has_region(region, op.min_area_px):
-        counts = np.bincount(probs.argmax(axis=0)[region], minlength=probs.shape[0])
-        image_pred = int(np.argmax(counts)) + 1
-    return pred, any_prob.astype(np.float32), score, image_pred
+def part_score(op: OperatingPoint, record: ImageRecord) -> float:
+    """A score that ranks images the way ``op``'s rule flags them: the head's logit for
+    ``image_head``; for ``segmentation`` the largest ratio of a region to its class's minimum
+    area (>= 1 flags); for ``either`` the larger of the two, each measured against its own
+    threshold (>= 0 flags: log-ratio of the area, head logit minus its threshold)."""
+    seg = max((record.areas.get(c, 0) / a for c, a in op.min_area_px.items()), default=0.0)
+    if op.rule == "segmentation" or record.head is None or op.head_threshold is None:
+        return float(seg)
+    if op.rule == "image_head":
+        return float(record.head)
+    seg_log = float(np.log(seg)) if seg > 0 else -1e6
+    return max(seg_log, float(record.head - op.head_threshold))
 
 
 def map_classes(ds: Dataset, model_classes: Sequence[str]) -> list[int]:
@@ -134,31 +74,35 @@ def map_classes(ds: Dataset, model_classes: Sequence[str]) -> list[int]:
 
 
 def evaluate(
-    ckpt: Checkpoint,
+    scorer: Scorer,
+    classes: Sequence[str],
+    op: OperatingPoint,
     ds: Dataset,
     indices: Sequence[int] | None = None,
-    device: torch.device | str = "cpu",
-    tta: bool = False,
-    op: OperatingPoint | None = None,
     progress: bool = False,
 ) -> Accumulator:
-    """Run the checkpoint over ``ds`` (or the chosen indices) and accumulate the metrics."""
-    spec, norm = ckpt.meta.spec, ckpt.meta.normalisation
-    op = op or OperatingPoint.from_checkpoint(ckpt)
-    classes = spec.defect_classes
+    """Run the scorer over ``ds`` (or the chosen indices) and accumulate the metrics at
+    ``op``."""
+    thresholds = {c: op.pixel_thresholds[c] for c in classes}
+    ths = [thresholds[c] for c in classes]
     mapping = np.asarray(map_classes(ds, classes), np.uint8)
     acc = Accumulator(list(classes))
-    ckpt.model.to(device).eval()
     chosen = list(range(len(ds))) if indices is None else list(indices)
     for k, i in enumerate(chosen):
         image, mask = ds.load(i, cache=False)
         gt = mapping[mask]
-        probs = predict(ckpt.model, spec, norm, image, device, tta)
-        pred, any_prob, score, image_pred = decide(probs, op)
+        probs, head = scorer.probabilities(image)
+        pred = class_map(probs, ths)
+        record = ImageRecord(scorer.largest_regions(probs, thresholds), head,
+                             ds.samples[i].label)
         label = int(gt.max()) if gt.any() else 0
         if label:
             label = int(np.bincount(gt.ravel(), minlength=len(classes) + 1)[1:].argmax()) + 1
-        acc.add(gt, pred, any_prob, label, score, image_pred)
+        image_pred = 0
+        if flagged(op, record):
+            counts = np.bincount(pred.ravel(), minlength=len(classes) + 1)[1:]
+            image_pred = int(counts.argmax()) + 1 if counts.any() else 1
+        acc.add(gt, pred, probs.max(axis=0), label, part_score(op, record), image_pred)
         if progress and (k + 1) % 50 == 0:
             log.info("evaluate.progress", done=k + 1, total=len(chosen))
     return acc
@@ -220,7 +164,7 @@ def write_report(acc: Accumulator, out: Path, info: dict[str, Any]) -> dict[str,
     best = max(curve, key=lambda c: c["f1"]) if curve else {}
     report["sweep.pixel_best_f1"] = best
     for target in (0.02, 0.05):
-        ok = [s for s in sweep if s["false_reject_rate"] <= target]
+        ok = [s for s in sweep if s["false_reject_rate"] <= target + 1e-12]
         report[f"sweep.image_recall_at_frr_{target}"] = (
             max(s["defect_recall"] for s in ok) if ok else 0.0
         )
@@ -275,39 +219,24 @@ def render_markdown(report: dict[str, Any], acc: Accumulator, info: dict[str, An
     return "\n".join(lines)
 
 
-def run_evaluation(
-    model_path: str | Path,
-    data: str | Path,
-    fmt: str,
-    out: str | Path,
-    device: str = "cpu",
-    tta: bool = False,
-    split_list: str | None = None,
-    group_pattern: str | None = None,
-) -> dict[str, Any]:
-    """Load, evaluate, write the report (the ``station evaluate`` command)."""
+def split_indices(ds: Dataset, split_list: str | Path | None) -> list[int] | None:
+    """The images a list file names (``Class/stem`` per line), or None for all."""
+    if not split_list:
+        return None
     from models.data import split_from_lists
 
-    t0 = time.monotonic()
-    ckpt = load_checkpoint(model_path, device)
-    ds = load_dataset(data, fmt, group_pattern)
-    indices = None
-    if split_list:
-        indices = split_from_lists(ds, {"test": Path(split_list)}).test
-    acc = evaluate(ckpt, ds, indices, device, tta, progress=True)
-    op = OperatingPoint.from_checkpoint(ckpt)
-    info = {
-        "model": str(model_path),
-        "model_id": ckpt.meta.model_id,
-        "data": str(data),
-        "format": fmt,
+    return split_from_lists(ds, {"test": Path(split_list)}).test
+
+
+def evaluation_info(op: OperatingPoint, acc: Accumulator, **extra: Any) -> dict[str, Any]:
+    """The ``info`` block of a report: what was evaluated, at which operating point."""
+    return {
+        **extra,
         "images": len(acc.image_labels),
-        "tta": tta,
-        "device": device,
-        "pixel_thresholds": dict(zip(ckpt.meta.spec.defect_classes, op.thresholds, strict=True)),
-        "image_threshold": op.image_threshold,
-        "min_area_px": op.min_area_px,
-        "trained": ckpt.meta.trained,
-        "seconds": round(time.monotonic() - t0, 1),
+        "operating_point": op.op_id,
+        "rule": op.rule,
+        "pixel_thresholds": dict(op.pixel_thresholds),
+        "min_area_px": dict(op.min_area_px),
+        "head_threshold": op.head_threshold,
+        "chosen_on": op.chosen_on,
     }
-    return write_report(acc, Path(out), info)

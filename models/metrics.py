@@ -114,6 +114,49 @@ def image_score(prob: F32, min_area_px: int, grid: tuple[float, ...] = SWEEP) ->
     return grid[lo]
 
 
+def auroc(scores: npt.NDArray[np.float64], labels: npt.NDArray[np.bool_]) -> float:
+    """Area under the ROC curve of ``scores`` for the positive ``labels`` (ties count half);
+    0.5 when one side is empty."""
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(labels, bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), np.float64)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def score_sweep(
+    scores: npt.NDArray[np.float64], labels: npt.NDArray[np.bool_], max_points: int = 200
+) -> list[dict[str, float]]:
+    """Defect recall and false-reject rate at every distinct score used as a threshold
+    (flagged = score >= threshold), thinned to at most ``max_points``; works for
+    probabilities and logits alike."""
+    s = np.asarray(scores, np.float64)
+    y = np.asarray(labels, bool)
+    ts = np.unique(s)[::-1]
+    if len(ts) > max_points:
+        ts = ts[np.linspace(0, len(ts) - 1, max_points).round().astype(int)]
+    out: list[dict[str, float]] = []
+    for t in ts:
+        f = s >= t
+        out.append({
+            "threshold": float(t),
+            "defect_recall": float(f[y].mean()) if y.any() else 0.0,
+            "false_reject_rate": float(f[~y].mean()) if (~y).any() else 0.0,
+        })
+    return out
+
+
 @dataclass
 class Accumulator:
     """Sums everything ``evaluate`` reports over a stream of images."""
@@ -170,21 +213,10 @@ class Accumulator:
         return out
 
     def image_sweep(self) -> list[dict[str, float]]:
-        """Image defect recall and false-reject rate at each sweep threshold."""
-        scores = np.asarray(self.image_scores)
-        labels = np.asarray(self.image_labels)
-        defect, free = labels > 0, labels == 0
-        out: list[dict[str, float]] = []
-        for t in SWEEP:
-            flagged = scores >= t
-            out.append(
-                {
-                    "threshold": t,
-                    "defect_recall": float(flagged[defect].mean()) if defect.any() else 0.0,
-                    "false_reject_rate": float(flagged[free].mean()) if free.any() else 0.0,
-                }
-            )
-        return out
+        """Image defect recall and false-reject rate with each distinct image score as the
+        threshold (see :func:`score_sweep`)."""
+        labels = np.asarray(self.image_labels) > 0
+        return score_sweep(np.asarray(self.image_scores, np.float64), labels)
 
     def image_confusion(self) -> I64:
         """(K+1, K+1) image-level confusion: rows = true label (0 = defect-free), columns =
@@ -219,6 +251,7 @@ class Accumulator:
         defect, free = labels > 0, labels == 0
         out["image.defect_recall"] = float(flagged[defect].mean()) if defect.any() else 0.0
         out["image.false_reject_rate"] = float(flagged[free].mean()) if free.any() else 0.0
+        out["image.auroc"] = auroc(np.asarray(self.image_scores, np.float64), defect)
         out["image.n_defective"] = int(defect.sum())
         out["image.n_defect_free"] = int(free.sum())
         for c, name in enumerate(self.classes, start=1):

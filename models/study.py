@@ -21,6 +21,7 @@ from config.train import TrainConfig
 from models.checkpoint import load_checkpoint
 from models.data import load_dataset, split_from_lists
 from models.evaluate import HEADLINE_KEYS, evaluate
+from models.scoring import RuntimeScorer
 
 log = structlog.get_logger(__name__)
 
@@ -117,7 +118,7 @@ def run_study(
                     "init": v.note,
                     "loss": loss,
                     "epochs": result.epochs_run,
-                    "best_epoch": result.best_epoch,
+                    "best_step": result.best_step,
                     "minutes": round(minutes, 1),
                     **{k: report[k] for k in COLUMNS if k in report},
                     "pixel_threshold": next(iter(result.thresholds.values()), 0.5),
@@ -136,7 +137,9 @@ def score_run(run_dir: Path, cfg: TrainConfig, max_images: int | None) -> dict[s
     if max_images and len(indices) > max_images:
         step = len(indices) / max_images
         indices = [indices[int(k * step)] for k in range(max_images)]
-    return dict(evaluate(ckpt, ds, indices).report())
+    scorer = RuntimeScorer(ckpt)
+    op = ckpt.meta.effective_operating_point()
+    return dict(evaluate(scorer, ckpt.meta.spec.defect_classes, op, ds, indices).report())
 
 
 def _cell(v: Any) -> str:

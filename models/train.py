@@ -1,25 +1,43 @@
-"""Training: patches from full-resolution images, Adam, early stopping, resumable.
+"""Training: whole images (or crops) in batches, masks and an image-level head learnt jointly,
+early stopping on a smoothed validation figure, an operating point chosen at the end.
 
 One run (``train(cfg)``) writes into ``cfg.out``:
 
-- ``best.pt``: the best epoch's weights in the station's checkpoint format
-  (:mod:`models.checkpoint`, ``trained=True``) with thresholds chosen on the validation split;
-- ``last.pt``: the training state for ``resume`` (weights, optimiser, epoch, history, RNGs);
-- ``history.csv`` / ``history.json``: per-epoch metrics; ``loss_curve.png``;
+- ``best.pt``: the best weights in the station's checkpoint format (:mod:`models.checkpoint`,
+  ``trained=True``) with pixel thresholds and the operating point (:mod:`models.operating_point`)
+  chosen on the validation split; always written, also when the time budget ends the run;
+- ``last.pt``: the training state for ``resume`` (weights, optimiser, step, history, RNGs);
+- ``history.csv`` / ``history.json``: one row per validation; ``loss_curve.png``;
 - ``split/train.txt``, ``split/val.txt``: the split used; ``config.json``: the resolved config;
-- ``summary.json``: best epoch, thresholds, validation figures, wall time.
+- ``summary.json``: best step, operating point, validation figures, wall time, images/s.
 
-The validation figure (``monitor``) is the binary pixel F1 at 0.5 (or the validation loss).
-Thresholds: the pixel threshold maximising validation pixel F1; the image operating point
-(threshold, minimum region area) maximising validation defect recall at a false-reject rate
-<= ``max_false_reject``. They are tuned on the same validation images the run reports on, so
-those figures are optimistic; a held-out test set is what qualifies a model.
+Batches. ``patch.mode: whole`` puts every image at native resolution on one canvas per run
+(the largest image, rounded up to the network's size divisor, at most ``patch.whole_max``):
+smaller images are reflect-padded at a random offset and the padding is left out of the loss;
+``random`` takes square crops of ``patch.size`` (biased towards defects); ``grid`` the seed
+paper's windows. ``patch.sampler: balanced`` draws every defect class equally often and
+defect-free images as ``patch.free_share`` of each epoch.
+
+On CUDA: DataLoader workers with pinned memory, mixed precision (bfloat16 where supported),
+channels-last. The learning rate warms up linearly and decays on a cosine over the run (its
+length is the epochs or the time budget, whichever ends first). Validation runs every
+``val_every_steps`` optimiser steps (default: once per epoch) on whole validation images; its
+figure (``monitor``) is smoothed exponentially, and the run stops after ``patience_steps``
+steps without improvement of the smoothed figure, or when ``max_minutes`` would pass (time is
+kept back to choose the operating point and write ``best.pt``).
+
+The operating point is chosen with a *scorer* (:class:`Scorer`): by default
+:class:`RuntimeScorer` (whole images through :mod:`models.runtime`); ``station train`` passes
+one that runs the station's own ``pipeline.Inspector``, so the point is chosen on the outputs
+the booth will produce. It is tuned on the validation images, so its validation figures are
+optimistic; a held-out test split is what qualifies a model (``station evaluate``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 import sys
 import time
@@ -31,36 +49,39 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm  # type: ignore[import-untyped]
 
 from config.errors import DatasetError, ModelError
 from config.train import TrainConfig
-from models.augment import AugmentConfig, Augmenter
+from models.batches import ItemSampler, TrainItems, canvas_size, make_loader
 from models.build import SIZE_DIVISOR, ModelSpec, build_model
 from models.checkpoint import Normalisation, make_meta, save_checkpoint
 from models.data import (
     Dataset,
     Split,
-    crop,
-    grid_windows,
     load_dataset,
-    pad_reflect_to,
-    random_window,
-    select_windows,
     split_by_ratio,
     split_from_lists,
     write_split_lists,
 )
-from models.evaluate import logits_to_probs, to_input
-from models.losses import get_loss
-from models.metrics import SWEEP, Scores, confusion, image_score
+from models.losses import compute_loss
+from models.metrics import Scores, auroc, confusion
 from models.plots import line_chart
+from models.runtime import (
+    grey_batch,
+    head_score,
+    logits_to_probs,
+    normalise,
+    reflect_pad,
+    select_device,
+    split_outputs,
+)
+from models.scoring import RuntimeScorer, Scorer, choose_operating_point
 
 log = structlog.get_logger(__name__)
 U8 = npt.NDArray[np.uint8]
-MIN_AREAS: tuple[int, ...] = (1, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+F32 = npt.NDArray[np.float32]
 
 
 @dataclass
@@ -69,14 +90,15 @@ class TrainResult:
 
     out: Path
     best_path: Path
-    best_epoch: int
+    best_step: int
     best_score: float
+    steps: int
     epochs_run: int
     stopped: str
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
-    operating_point: dict[str, float] = field(default_factory=dict)
+    operating_point: dict[str, Any] = field(default_factory=dict)
     val: dict[str, float] = field(default_factory=dict)
 
 
@@ -88,13 +110,8 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {name!r}: CUDA is not available here; use cpu or auto")
-    return dev
+    """``auto`` -> CUDA when present, else the CPU (see :func:`models.runtime.select_device`)."""
+    return select_device(name)
 
 
 def prepare_data(cfg: TrainConfig) -> tuple[Dataset, Split]:
@@ -103,9 +120,7 @@ def prepare_data(cfg: TrainConfig) -> tuple[Dataset, Split]:
         raise DatasetError("training data path is empty: set data.path or --data")
     ds = load_dataset(cfg.data.path, cfg.data.format, cfg.data.group_pattern)
     if cfg.data.binary:
-        ds = Dataset(
-            [s for s in ds.samples], ["defect"], ds.root
-        )  # masks are remapped to 0/1 by make_target
+        ds = Dataset(list(ds.samples), ["defect"], ds.root)  # make_target maps to 0/1
     if cfg.data.split_dir:
         d = Path(cfg.data.split_dir)
         lists = {p: d / f"{p}.txt" for p in ("train", "val", "test") if (d / f"{p}.txt").is_file()}
@@ -138,6 +153,7 @@ def make_spec(cfg: TrainConfig, classes: list[str]) -> ModelSpec:
         classes=["background", *classes],
         head=head,
         kwargs=kwargs,
+        image_head=m.image_head and m.architecture != "plain-unet",
     )
 
 
@@ -159,224 +175,150 @@ def build_network(cfg: TrainConfig, spec: ModelSpec) -> tuple[nn.Module, str]:
     return model, init
 
 
-def make_target(mask: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
-    """Class-index masks (N, H, W) -> the loss target of the head."""
-    k = len(spec.defect_classes)
-    mask = mask.long().clamp(max=k) if k > 1 else (mask > 0).long()
-    if spec.head == "softmax":
-        return mask
-    return F.one_hot(mask, k + 1)[..., 1:].permute(0, 3, 1, 2).float()
-
-
-def compute_loss(
-    logits: torch.Tensor, mask: torch.Tensor, spec: ModelSpec, loss_name: str, any_weight: float
-) -> torch.Tensor:
-    """The run's loss, plus (sigmoid, several classes) the loss on the any-defect map."""
-    fn = get_loss(loss_name)
-    target = make_target(mask, spec)
-    loss = fn(logits, target)
-    if spec.head == "sigmoid" and logits.shape[1] > 1 and any_weight > 0:
-        any_logit = logits.max(dim=1, keepdim=True).values
-        loss = loss + any_weight * fn(any_logit, (mask > 0).float().unsqueeze(1))
-    return loss
-
-
-class PatchStream:
-    """Training batches: random crops (biased to defects) or the paper's window grid."""
-
-    def __init__(self, cfg: TrainConfig, ds: Dataset, indices: list[int], seed: int) -> None:
-        self.cfg, self.ds, self.indices = cfg, ds, indices
-        self.rng = random.Random(seed)
-        self.defective = [i for i in indices if ds.samples[i].label]
-        a = cfg.augment
-        self.augment = (
-            Augmenter(
-                AugmentConfig(
-                    flip_p=a.flip_p,
-                    rot90_p=a.rot90_p,
-                    affine_p=a.affine_p,
-                    affine_degrees=a.affine_degrees,
-                    brightness=a.brightness,
-                    contrast=a.contrast,
-                    gamma_p=a.gamma_p,
-                    noise_p=a.noise_p,
-                    noise_sigma=a.noise_sigma,
-                )
-            )
-            if a.enabled
-            else None
-        )
-        self.windows = (
-            [
-                w
-                for w in grid_windows(ds, cfg.patch.size, cfg.patch.overlap)
-                if w.index in set(indices)
-            ]
-            if cfg.patch.mode == "grid"
-            else []
-        )
-
-    def epoch(self) -> list[tuple[int, int, int]]:
-        """(sample, y, x) patches of one epoch, shuffled."""
-        size = self.cfg.patch.size
-        if self.cfg.patch.mode == "grid":
-            chosen = select_windows(self.windows, self.cfg.patch.free_share, self.rng)
-            out = [(w.index, w.y, w.x) for w in chosen]
-        else:
-            out = []
-            for _ in range(self.cfg.patch.per_epoch):
-                toward_defect = self.defective and self.rng.random() < self.cfg.patch.defect_prob
-                i = self.rng.choice(self.defective if toward_defect else self.indices)
-                _, mask = self.ds.load(i)
-                y, x = random_window(mask, size, 1.0 if toward_defect else 0.0, self.rng)
-                out.append((i, y, x))
-        self.rng.shuffle(out)
-        return out
-
-    def batch(
-        self, items: list[tuple[int, int, int]], norm: Normalisation, in_channels: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised images (N, C, S, S) and class-index masks (N, S, S)."""
-        size = self.cfg.patch.size
-        images, masks = [], []
-        for i, y, x in items:
-            image, mask = self.ds.load(i)
-            img = torch.from_numpy(crop(image, y, x, size)).float().div(255).unsqueeze(0)
-            msk = torch.from_numpy(crop(mask, y, x, size)).long()
-            if self.augment is not None:
-                img, msk = self.augment(img, msk)
-            images.append(img)
-            masks.append(msk)
-        x_t = torch.stack(images).expand(-1, in_channels, -1, -1)
-        mean = torch.tensor(norm.mean).view(1, -1, 1, 1)
-        std = torch.tensor(norm.std).view(1, -1, 1, 1)
-        return (x_t - mean) / std, torch.stack(masks)
+# ----------------------------------------------------------------------------- validation
 
 
 @dataclass
 class ValResult:
-    """Validation figures and, for threshold choice, per-image maps."""
+    """Validation figures of the current weights."""
 
     loss: float
     scores: Scores
-    any_probs: list[npt.NDArray[np.float16]]
-    gts: list[U8]
+    auroc: float
+    seconds: float
+
+    @property
+    def combined(self) -> float:
+        """Mean of pixel F1 at 0.5 and the image-level AUROC of the part score."""
+        return 0.5 * (self.scores.f1 + self.auroc)
 
 
 @torch.no_grad()
 def validate(
-    model: nn.Module,
-    spec: ModelSpec,
-    norm: Normalisation,
-    ds: Dataset,
-    indices: list[int],
-    cfg: TrainConfig,
-    device: torch.device,
+    model: nn.Module, spec: ModelSpec, norm: Normalisation, ds: Dataset, indices: list[int],
+    cfg: TrainConfig, device: torch.device,
 ) -> ValResult:
-    """Whole-image validation: mean loss and binary pixel scores at 0.5."""
+    """See :func:`_validate`; on CUDA in the training's precision and memory format (float32
+    channels-last depthwise convolutions are slow there)."""
+    use_amp = cfg.amp and device.type == "cuda"
+    with torch.autocast(device_type=device.type, dtype=_amp_dtype(device), enabled=use_amp):
+        return _validate(model, spec, norm, ds, indices, cfg, device)
+
+
+def _validate(
+    model: nn.Module, spec: ModelSpec, norm: Normalisation, ds: Dataset, indices: list[int],
+    cfg: TrainConfig, device: torch.device,
+) -> ValResult:
+    """Whole validation images: mean loss, binary pixel scores at 0.5, AUROC of the part score
+    (the image head's, else the largest any-defect probability).
+
+    Images go in batches, each reflect-padded (centred) to one canvas, the largest validation
+    image rounded up to the size divisor: one input shape instead of dozens (on a GPU, each new
+    shape costs its first pass dearly); outputs are cropped back before anything is counted.
+    """
+    t0 = time.monotonic()
     model.eval()
-    k = len(spec.defect_classes)
     losses: list[float] = []
     conf = np.zeros((2, 2), np.int64)
-    any_probs: list[npt.NDArray[np.float16]] = []
-    gts: list[U8] = []
-    for i in indices:
-        image, mask = ds.load(i)
-        if k == 1:
-            mask = (mask > 0).astype(np.uint8)
-        h, w = image.shape
-        ph, pw = -(-h // SIZE_DIVISOR) * SIZE_DIVISOR, -(-w // SIZE_DIVISOR) * SIZE_DIVISOR
-        x = to_input([pad_reflect_to(image, ph, pw)], norm, spec.in_channels).to(device)
-        logits = model(x)[:, :, :h, :w]
-        m = torch.from_numpy(mask).unsqueeze(0).to(device)
-        losses.append(float(compute_loss(logits, m, spec, cfg.loss, cfg.any_weight)))
-        any_prob = logits_to_probs(logits, spec.head)[0].max(dim=0).values.cpu().numpy()
-        conf += confusion((mask > 0).astype(np.uint8), (any_prob >= 0.5).astype(np.uint8), 2)
-        any_probs.append(any_prob.astype(np.float16))
-        gts.append(mask)
+    part: list[float] = []
+    labels: list[bool] = []
+    k = len(spec.defect_classes)
+    sizes = [ds.load(i)[0].shape for i in indices]
+    canvas_h = -(-max((h for h, _ in sizes), default=1) // SIZE_DIVISOR) * SIZE_DIVISOR
+    canvas_w = -(-max((w for _, w in sizes), default=1) // SIZE_DIVISOR) * SIZE_DIVISOR
+    step = max(1, cfg.batch_size)
+    for start in range(0, len(indices), step):
+        chunk = indices[start:start + step]
+        inputs, pads = [], []
+        for i in chunk:
+            image, _ = ds.load(i)
+            h, w = image.shape
+            top, left = (canvas_h - h) // 2, (canvas_w - w) // 2
+            pad = (top, canvas_h - h - top, left, canvas_w - w - left)
+            inputs.append(reflect_pad(grey_batch([image], norm.mean, norm.std, spec.in_channels,
+                                                 device), pad))
+            pads.append(pad)
+        seg_all, img_all = split_outputs(model(torch.cat(inputs)))
+        for j, i in enumerate(chunk):
+            _, mask = ds.load(i)
+            if k == 1:
+                mask = (mask > 0).astype(np.uint8)
+            h, w = mask.shape
+            top, _, left, _ = pads[j]
+            seg = seg_all[j:j + 1, :, top:top + h, left:left + w].float()
+            img_logits = None if img_all is None else img_all[j:j + 1].float()
+            out: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = (
+                seg if img_logits is None else (seg, img_logits))
+            m = torch.from_numpy(mask.astype(np.int64)).unsqueeze(0).to(device)
+            losses.append(float(compute_loss(out, m, spec, cfg.loss, cfg.any_weight,
+                                              cfg.image_weight)))
+            any_prob = logits_to_probs(seg, spec.head)[0].amax(dim=0).float().cpu().numpy()
+            conf += confusion((mask > 0).astype(np.uint8), (any_prob >= 0.5).astype(np.uint8),
+                              2)
+            part.append(float(head_score(img_logits)[0]) if img_logits is not None
+                        else float(any_prob.max()))
+            labels.append(bool(mask.any()))
     scores = Scores(int(conf[1, 1]), int(conf[0, 1]), int(conf[1, 0]))
-    return ValResult(float(np.mean(losses)) if losses else 0.0, scores, any_probs, gts)
+    return ValResult(float(np.mean(losses)) if losses else 0.0, scores,
+                     auroc(np.asarray(part), np.asarray(labels)), time.monotonic() - t0)
 
 
-def choose_operating_point(
-    val: ValResult, classes: list[str], min_area_default: int, max_false_reject: float
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Pixel thresholds (max validation F1) and the image operating point (max defect recall
-    at a false-reject rate <= ``max_false_reject``) from validation maps."""
-    bins = 100
-    pos = np.zeros(bins, np.int64)
-    neg = np.zeros(bins, np.int64)
-    for p, g in zip(val.any_probs, val.gts, strict=True):
-        b = np.clip((p.astype(np.float32) * bins).astype(np.int64), 0, bins - 1)
-        pos += np.bincount(b[g > 0], minlength=bins)
-        neg += np.bincount(b[g == 0], minlength=bins)
-    tp_c, fp_c = np.cumsum(pos[::-1])[::-1], np.cumsum(neg[::-1])[::-1]
-    best_t, best_f1 = 0.5, -1.0
-    for kb in range(5, 96):
-        f1 = Scores(int(tp_c[kb]), int(fp_c[kb]), int(pos.sum() - tp_c[kb])).f1
-        if f1 > best_f1:
-            best_t, best_f1 = kb / bins, f1
-    labels = np.asarray([bool(g.any()) for g in val.gts])
-    points: list[dict[str, float]] = []
-    for area in sorted({min_area_default, *MIN_AREAS}):
-        scores = np.asarray([image_score(p.astype(np.float32), area) for p in val.any_probs])
-        for t in SWEEP:
-            flagged = scores >= t
-            points.append(
-                {
-                    "image_threshold": t,
-                    "min_area_px": float(area),
-                    "val_defect_recall": float(flagged[labels].mean()) if labels.any() else 0.0,
-                    "val_false_reject_rate": float(flagged[~labels].mean())
-                    if (~labels).any()
-                    else 0.0,
-                }
-            )
-    feasible = [p for p in points if p["val_false_reject_rate"] <= max_false_reject]
-    if feasible:  # most recall, then fewest false rejects, then the lowest threshold
-        best_op = max(
-            feasible,
-            key=lambda p: (
-                p["val_defect_recall"],
-                -p["val_false_reject_rate"],
-                -p["image_threshold"],
-            ),
-        )
-        best_op["target_met"] = 1.0
-    else:  # the target cannot be met: fewest false rejects, then most recall
-        best_op = min(points, key=lambda p: (p["val_false_reject_rate"], -p["val_defect_recall"]))
-        best_op["target_met"] = 0.0
-    return {c: best_t for c in classes}, best_op
+# ----------------------------------------------------------------------------- the run
 
 
 def _write_history(out: Path, history: list[dict[str, float]]) -> None:
     (out / "history.json").write_text(json.dumps(history, indent=2))
-    if history:
-        with (out / "history.csv").open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-        line_chart(
-            {
-                "train loss": [(h["epoch"], h["train_loss"]) for h in history],
-                "val loss": [(h["epoch"], h["val_loss"]) for h in history],
-                "val pixel F1": [(h["epoch"], h["val_f1"]) for h in history],
-            },
-            out / "loss_curve.png",
-            "loss and validation F1 per epoch",
-            "epoch",
-            "value",
-        )
+    if not history:
+        return
+    with (out / "history.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    line_chart(
+        {
+            "train loss": [(h["step"], h["train_loss"]) for h in history],
+            "val loss": [(h["step"], h["val_loss"]) for h in history],
+            "val pixel F1": [(h["step"], h["val_f1"]) for h in history],
+            "val image AUROC": [(h["step"], h["val_auroc"]) for h in history],
+        },
+        out / "loss_curve.png",
+        "loss and validation figures",
+        "optimiser step",
+        "value",
+    )
 
 
-def _improved(score: float, best: float | None, monitor: str) -> bool:
+def _better(score: float, best: float | None, monitor: str) -> bool:
     if best is None:
         return True
-    return score > best if monitor == "val_f1" else score < best
+    return score < best if monitor == "val_loss" else score > best
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run one training as configured; see the module docstring for what it writes."""
+def lr_at(cfg: TrainConfig, step: int, total_steps: int, time_share: float) -> float:
+    """The learning rate of ``step``: linear warm-up, then constant or cosine to 5 %."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    progress = max(
+        (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps), time_share
+    )
+    progress = min(1.0, max(0.0, progress))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
+    """Run one training as configured; see the module docstring for what it writes.
+
+    ``scorer_factory(checkpoint, device) -> Scorer`` sees the best model at the end and gives
+    the outputs the operating point is chosen on (default :class:`RuntimeScorer`).
+    """
     t_start = time.monotonic()
     seed_everything(cfg.seed)
     if cfg.threads:
@@ -393,228 +335,217 @@ def train(cfg: TrainConfig) -> TrainResult:
         from models.checkpoint import read_checkpoint
 
         _, state = read_checkpoint(cfg.init_from)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelError(f"init_from {cfg.init_from}: weights do not fit: {exc}") from exc
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.startswith("classification_head.")]:
+            raise ModelError(
+                f"init_from {cfg.init_from}: weights do not fit this network "
+                f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
+            )
         init = f"weights of {cfg.init_from}"
     model.to(device)
-    meta0 = make_meta(name="train", spec=spec, state_dict={})
-    norm = meta0.normalisation
-    optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    cuda = device.type == "cuda"
+    if cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    norm = make_meta(name="train", spec=spec, state_dict={}).normalisation
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    use_amp = cfg.amp and cuda
+    amp_dtype = _amp_dtype(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     val_idx = list(split.val)
     if cfg.val_max_images and len(val_idx) > cfg.val_max_images:
         val_idx = sorted(random.Random(cfg.seed).sample(val_idx, cfg.val_max_images))
-    stream = PatchStream(cfg, ds, split.train, cfg.seed)
+    canvas = canvas_size(cfg, ds, split.train)
+    sampler = ItemSampler(cfg, ds, split.train, cfg.seed)
+    loader = make_loader(cfg, TrainItems(cfg, ds, canvas), sampler, device)
+    steps_per_epoch = max(1, math.ceil(len(sampler) / cfg.batch_size))
+    total_steps = cfg.epochs * steps_per_epoch
+    val_every = cfg.val_every_steps or steps_per_epoch
 
     history: list[dict[str, float]] = []
     best: float | None = None
-    best_epoch, bad, start_epoch, elapsed_before = 0, 0, 1, 0.0
+    smoothed: float | None = None
+    best_step, step, start_epoch, elapsed_before = 0, 0, 1, 0.0
     last_path, best_path = out / "last.pt", out / "best.pt"
-    best_val: ValResult | None = None
     if cfg.resume and last_path.is_file():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         history = list(state["history"])
-        best = state["best"]
-        best_epoch, bad = int(state["best_epoch"]), int(state["bad"])
+        best, smoothed = state["best"], state["smoothed"]
+        best_step, step = int(state["best_step"]), int(state["step"])
         start_epoch = int(state["epoch"]) + 1
         elapsed_before = float(state["elapsed_s"])
         torch.set_rng_state(state["torch_rng"])
-        stream.rng.setstate(state["py_rng"])
-        log.info("train.resume", epoch=start_epoch, best=best, best_epoch=best_epoch)
+        sampler.rng.setstate(state["py_rng"])
+        log.info("train.resume", epoch=start_epoch, step=step, best=best, best_step=best_step)
     provenance_base = {
         "dataset": str(cfg.data.path),
         "format": cfg.data.format,
-        "split": {"train": len(split.train), "val": len(split.val), "seed": cfg.data.split_seed},
+        "split": {"train": len(split.train), "val": len(split.val), "seed": cfg.data.split_seed,
+                  "split_dir": cfg.data.split_dir},
         "encoder_init": init,
         "loss": cfg.loss,
         "patch": cfg.patch.model_dump(),
+        "canvas": list(canvas),
         "lr": cfg.lr,
         "batch_size": cfg.batch_size,
+        "image_weight": cfg.image_weight,
         "seed": cfg.seed,
         "device": str(device),
         "torch": torch.__version__,
     }
     log.info(
-        "train.start",
-        device=str(device),
-        train=len(split.train),
-        val=len(val_idx),
-        classes=spec.defect_classes,
-        architecture=spec.architecture,
-        encoder=spec.encoder,
-        init=init,
-        loss=cfg.loss,
+        "train.start", device=str(device), train=len(split.train), val=len(val_idx),
+        classes=spec.defect_classes, architecture=spec.architecture, encoder=spec.encoder,
+        image_head=spec.image_head, init=init, loss=cfg.loss, canvas=canvas,
+        steps_per_epoch=steps_per_epoch, val_every=val_every, workers=loader.num_workers,
+        amp=str(amp_dtype).removeprefix("torch.") if use_amp else "off",
     )
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+    reserve_s = 10.0  # kept back for the last validation and the operating point
     stopped = "max epochs"
     epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        model.train()
-        t0 = time.monotonic()
-        items = stream.epoch()
-        batches = [items[j : j + cfg.batch_size] for j in range(0, len(items), cfg.batch_size)]
-        running, n_seen = 0.0, 0
-        over_budget = False
-        bar = tqdm(
-            batches,
-            desc=f"epoch {epoch}",
-            disable=not cfg.progress,
-            file=sys.stderr,
-            mininterval=5.0,
-            leave=False,
-        )
-        for chunk in bar:
-            x, m = stream.batch(chunk, norm, spec.in_channels)
-            x, m = x.to(device), m.to(device)
-            optimiser.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(x)
-            loss = compute_loss(logits.float(), m, spec, cfg.loss, cfg.any_weight)
-            scaled: torch.Tensor = scaler.scale(loss)
-            torch.autograd.backward(scaled)
-            scaler.step(optimiser)
-            scaler.update()
-            running += float(loss.detach()) * len(chunk)
-            n_seen += len(chunk)
-            bar.set_postfix(loss=f"{running / n_seen:.4f}")
-            if budget_s and elapsed_before + time.monotonic() - t_start > budget_s:
-                over_budget = True
-                break
-        bar.close()
-        train_s = time.monotonic() - t0
+    running, n_seen, images_since, t_interval = 0.0, 0, 0, time.monotonic()
+    done = False
+
+    def elapsed() -> float:
+        return elapsed_before + time.monotonic() - t_start
+
+    def checkpoint_now(epoch: int) -> None:
+        nonlocal best, smoothed, best_step, running, n_seen, images_since, t_interval, reserve_s
+        train_s = time.monotonic() - t_interval
         val = validate(model, spec, norm, ds, val_idx, cfg, device)
-        score = val.scores.f1 if cfg.monitor == "val_f1" else val.loss
+        model.train()
+        raw = {"val_combined": val.combined, "val_f1": val.scores.f1,
+               "val_loss": val.loss}[cfg.monitor]
+        smoothed = raw if smoothed is None else cfg.smoothing * smoothed + (1 - cfg.smoothing) * raw
         row = {
-            "epoch": float(epoch),
-            "train_loss": running / max(1, n_seen),
-            "val_loss": val.loss,
-            "val_f1": val.scores.f1,
-            "val_iou": val.scores.iou,
-            "val_precision": val.scores.precision,
-            "val_recall": val.scores.recall,
-            "patches": float(n_seen),
-            "train_s": train_s,
-            "val_s": time.monotonic() - t0 - train_s,
+            "step": float(step), "epoch": float(epoch),
+            "train_loss": running / max(1, n_seen), "val_loss": val.loss,
+            "val_f1": val.scores.f1, "val_iou": val.scores.iou,
+            "val_precision": val.scores.precision, "val_recall": val.scores.recall,
+            "val_auroc": val.auroc, "val_combined": val.combined, "monitor_smoothed": smoothed,
+            "lr": optimiser.param_groups[0]["lr"],
+            "images_per_s": images_since / max(train_s, 1e-9),
+            "train_s": train_s, "val_s": val.seconds,
         }
         history.append(row)
-        if _improved(score, best, cfg.monitor):
-            best, best_epoch, bad, best_val = score, epoch, 0, val
+        reserve_s = 2 * val.seconds + 10  # the last validation and the operating point
+        if _better(smoothed, best, cfg.monitor):
+            best, best_step = smoothed, step
             save_checkpoint(
-                best_path,
-                model,
-                name=Path(cfg.out).name or "model",
-                spec=spec,
-                normalisation=norm,
-                patch_size=cfg.patch.size,
-                thresholds={c: 0.5 for c in spec.defect_classes},
-                trained=True,
-                provenance={**provenance_base, "epoch": epoch},
+                best_path, model, name=Path(cfg.out).name or "model", spec=spec,
+                normalisation=norm, patch_size=cfg.patch.size,
+                thresholds={c: 0.5 for c in spec.defect_classes}, trained=True,
+                provenance={**provenance_base, "step": step, "epoch": epoch},
             )
-        else:
-            bad += 1
-        elapsed = elapsed_before + time.monotonic() - t_start
         torch.save(
             {
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimiser": optimiser.state_dict(),
-                "history": history,
-                "best": best,
-                "best_epoch": best_epoch,
-                "bad": bad,
-                "epoch": epoch,
-                "elapsed_s": elapsed,
-                "torch_rng": torch.get_rng_state(),
-                "py_rng": stream.rng.getstate(),
+                "optimiser": optimiser.state_dict(), "history": history, "best": best,
+                "smoothed": smoothed, "best_step": best_step, "step": step, "epoch": epoch,
+                "elapsed_s": elapsed(), "torch_rng": torch.get_rng_state(),
+                "py_rng": sampler.rng.getstate(),
             },
             last_path,
         )
         _write_history(out, history)
-        log.info("train.epoch", **{k: round(v, 4) for k, v in row.items()}, best_epoch=best_epoch)
-        if over_budget or (budget_s and elapsed > budget_s):
-            stopped = f"time budget {cfg.max_minutes} min"
+        log.info("train.validation", **{k: round(v, 4) for k, v in row.items()},
+                 best_step=best_step)
+        running, n_seen, images_since, t_interval = 0.0, 0, 0, time.monotonic()
+
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not cfg.progress, file=sys.stderr,
+                   mininterval=5.0, leave=False)
+        for x01, mask in bar:
+            x01 = x01.to(device, non_blocking=True)
+            mask = mask.to(device, non_blocking=True)
+            x = normalise(x01, norm.mean, norm.std, spec.in_channels)
+            if cuda and cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            budget_share = elapsed() / budget_s if budget_s else 0.0
+            for g in optimiser.param_groups:
+                g["lr"] = lr_at(cfg, step, total_steps, budget_share)
+            optimiser.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
+                output = model(x)
+            loss = compute_loss(output, mask, spec, cfg.loss, cfg.any_weight, cfg.image_weight)
+            if not torch.isfinite(loss):
+                raise ModelError(
+                    f"training loss became {float(loss)} at step {step}: lower lr "
+                    f"(now {cfg.lr}) or turn amp off"
+                )
+            torch.autograd.backward(scaler.scale(loss))
+            scaler.step(optimiser)
+            scaler.update()
+            step += 1
+            running += float(loss.detach()) * len(x)
+            n_seen += len(x)
+            images_since += len(x)
+            bar.set_postfix(loss=f"{running / max(1, n_seen):.4f}")
+            if step % val_every == 0:
+                checkpoint_now(epoch)
+                if step - best_step >= cfg.patience_steps:
+                    stopped = f"early stopping ({cfg.patience_steps} steps without improvement)"
+                    done = True
+            if budget_s and elapsed() + reserve_s > budget_s:
+                stopped = f"time budget {cfg.max_minutes} min"
+                done = True
+            if done:
+                break
+        bar.close()
+        if done:
             break
-        if bad >= cfg.patience:
-            stopped = f"early stopping ({cfg.patience} epochs without improvement)"
-            break
-    result = finish(
-        cfg, out, spec, norm, ds, val_idx, device, best_val, provenance_base, history, best_epoch
-    )
+    if n_seen or not history:  # steps since the last validation count too
+        checkpoint_now(epoch)
+    del loader
+    result = finish(cfg, out, spec, ds, val_idx, device, provenance_base, history,
+                    best_step, scorer_factory)
     result.best_score = float(best or 0.0)
-    result.epochs_run = epoch
-    result.stopped = stopped
-    result.seconds = elapsed_before + time.monotonic() - t_start
-    (out / "summary.json").write_text(
-        json.dumps(
-            {
-                "best_epoch": result.best_epoch,
-                "best_score": result.best_score,
-                "monitor": cfg.monitor,
-                "epochs_run": result.epochs_run,
-                "stopped": stopped,
-                "seconds": round(result.seconds, 1),
-                "thresholds": result.thresholds,
-                "operating_point": result.operating_point,
-                "val": result.val,
-            },
-            indent=2,
-        )
-    )
-    log.info("train.done", stopped=stopped, best_epoch=best_epoch, seconds=round(result.seconds))
+    result.steps, result.epochs_run, result.stopped = step, epoch, stopped
+    result.seconds = elapsed()
+    images_per_s = [h["images_per_s"] for h in history if h["train_s"] > 0]
+    (out / "summary.json").write_text(json.dumps({
+        "best_step": result.best_step, "best_score": result.best_score, "monitor": cfg.monitor,
+        "steps": step, "epochs_run": epoch, "stopped": stopped,
+        "seconds": round(result.seconds, 1), "thresholds": result.thresholds,
+        "operating_point": result.operating_point, "val": result.val,
+        "images_per_s_median": float(np.median(images_per_s)) if images_per_s else 0.0,
+        "device": str(device),
+    }, indent=2))
+    log.info("train.done", stopped=stopped, best_step=best_step, seconds=round(result.seconds))
     return result
 
 
 def finish(
-    cfg: TrainConfig,
-    out: Path,
-    spec: ModelSpec,
-    norm: Normalisation,
-    ds: Dataset,
-    val_idx: list[int],
-    device: torch.device,
-    best_val: ValResult | None,
-    provenance_base: dict[str, Any],
-    history: list[dict[str, float]],
-    best_epoch: int,
+    cfg: TrainConfig, out: Path, spec: ModelSpec, ds: Dataset, val_idx: list[int],
+    device: torch.device, provenance_base: dict[str, Any], history: list[dict[str, float]],
+    best_step: int, scorer_factory: Any = None,
 ) -> TrainResult:
-    """Choose thresholds on validation with the best weights; rewrite best.pt with them."""
+    """Choose the operating point on validation with the best weights; rewrite best.pt."""
     from models.checkpoint import load_checkpoint
 
     best_path = out / "best.pt"
     ckpt = load_checkpoint(best_path, device)
-    if best_val is None:  # resumed after the best epoch: recompute its validation maps
-        best_val = validate(ckpt.model, spec, norm, ds, val_idx, cfg, device)
-    thresholds, op = choose_operating_point(
-        best_val, spec.defect_classes, cfg.min_area_px, cfg.max_false_reject
-    )
-    val = {
-        "loss": best_val.loss,
-        "f1@0.5": best_val.scores.f1,
-        "iou@0.5": best_val.scores.iou,
-        **{f"op.{k}": v for k, v in op.items()},
-    }
+    scorer: Scorer = (scorer_factory or RuntimeScorer)(ckpt, device)
+    n_def = sum(1 for i in val_idx if ds.samples[i].label)
+    where = (f"validation split of {Path(cfg.data.path).name or cfg.data.path} "
+             f"({len(val_idx)} images, {n_def} defective; "
+             + (f"lists {cfg.data.split_dir}" if cfg.data.split_dir
+                else f"seed {cfg.data.split_seed}") + ")")
+    op, pix = choose_operating_point(scorer, ds, val_idx, spec.defect_classes, cfg, where)
+    best_row = next((h for h in history if int(h["step"]) == best_step), {})
+    val = {**{k: v for k, v in best_row.items() if k.startswith("val_")}, **pix,
+           **{f"op.{k}": v for k, v in op.figures.items()}}
     save_checkpoint(
-        best_path,
-        ckpt.model,
-        name=ckpt.meta.name,
-        spec=spec,
-        normalisation=norm,
-        patch_size=cfg.patch.size,
-        thresholds=thresholds,
-        trained=True,
-        provenance={
-            **provenance_base,
-            "epoch": best_epoch,
-            "operating_point": {
-                "image_threshold": op["image_threshold"],
-                "min_area_px": int(op["min_area_px"]),
-            },
-            "validation": val,
-            "note": "thresholds tuned on the validation split",
-        },
+        best_path, ckpt.model, name=ckpt.meta.name, spec=spec,
+        normalisation=ckpt.meta.normalisation, patch_size=cfg.patch.size,
+        thresholds=dict(op.pixel_thresholds), trained=True,
+        provenance={**provenance_base, "step": best_step, "validation": val,
+                    "note": "thresholds and operating point tuned on the validation split"},
+        operating_point=op,
     )
-    return TrainResult(out, best_path, best_epoch, 0.0, 0, "", 0.0, history, thresholds, op, val)
+    log.info("train.operating_point", op=op.describe())
+    return TrainResult(out, best_path, best_step, 0.0, 0, 0, "", 0.0, history,
+                       dict(op.pixel_thresholds), op.model_dump(), val)

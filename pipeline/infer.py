@@ -2,9 +2,15 @@
 
 On CUDA the model runs in half precision (float16 or bfloat16) and channels-last memory (all
 configurable); on the CPU in float32. The caller wraps everything in ``torch.inference_mode()``.
-The output is per-class probabilities in float32 (softmax over all classes, or independent
-sigmoids); a network that also returns image-level logits ``(N, J)`` (a pair
-``(segmentation logits, image logits)``) gets the pair (probabilities, image logits float32).
+The output is always per-class probabilities in float32: softmax over all classes, or
+independent sigmoids.
+
+Networks with an image head also return image-level logits per batch item. Called as a function
+the segmenter keeps their maximum since :meth:`Segmenter.begin_frame`
+(:attr:`Segmenter.image_logits`); :meth:`Segmenter.predict` is the side-effect-free form
+(probabilities, image logits), which the tiler uses: it can be captured in a CUDA graph, and
+the tiler takes the maximum over tiles itself. Device choice and the output conventions come
+from :mod:`models.runtime`, the one runtime that training and evaluation use too.
 """
 
 from __future__ import annotations
@@ -14,24 +20,11 @@ import torch
 from torch import nn
 
 from config.errors import ModelError
+from models.runtime import logits_to_probs, select_device, split_outputs
 
 log = structlog.get_logger(__name__)
 
-
-def select_device(preference: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if preference == "cuda":
-        if not torch.cuda.is_available():
-            raise ModelError(
-                "pipeline.device is 'cuda' but torch sees no CUDA device; set it to 'auto' or "
-                "'cpu'"
-            )
-        return torch.device("cuda")
-    if preference == "cpu":
-        return torch.device("cpu")
-    raise ModelError(f"pipeline.device must be auto, cpu or cuda, got {preference!r}")
+__all__ = ["Segmenter", "select_device"]
 
 
 class Segmenter:
@@ -70,6 +63,7 @@ class Segmenter:
             p.requires_grad_(False)
         self.model: nn.Module = model
         self._forward: nn.Module = model
+        self.image_logits: torch.Tensor | None = None
         if compile_model:
             try:
                 self._forward = torch.compile(model)  # type: ignore[assignment]
@@ -77,28 +71,41 @@ class Segmenter:
                 raise ModelError(f"torch.compile failed: {exc}") from exc
         log.debug("segmenter ready", device=str(device), dtype=str(self.dtype), head=head)
 
-    def logits(self, batch: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Raw network output for a ``(N, C, H, W)`` batch (in the model's dtype): the
-        segmentation logits, or (segmentation logits, image logits)."""
-        x = batch.to(device=self.device, dtype=self.dtype).contiguous(
+    def begin_frame(self) -> None:
+        """Forget the image logits of the previous frame."""
+        self.image_logits = None
+
+    def _input(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch.to(device=self.device, dtype=self.dtype).contiguous(
             memory_format=self.memory_format
         )
-        out = self._forward(x)
-        if isinstance(out, torch.Tensor):
-            return out
-        if isinstance(out, (tuple, list)) and len(out) == 2 and all(
-                isinstance(o, torch.Tensor) for o in out):
-            return out[0], out[1]
-        raise ModelError(
-            "the network must return segmentation logits (N, K, H, W) or a pair (segmentation "
-            f"logits, image logits (N, J)), got {type(out).__name__}"
-        )
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Probabilities ``(N, K, H, W)`` float32 for a normalised ``(N, C, H, W)`` batch, or
-        (probabilities, image logits ``(N, J)`` float32) for a network with an image head."""
-        out = self.logits(batch)
-        seg, image = (out, None) if isinstance(out, torch.Tensor) else out
+    def _probs(self, seg: torch.Tensor) -> torch.Tensor:
         logits = seg.float()
-        probs = torch.softmax(logits, dim=1) if self.head == "softmax" else torch.sigmoid(logits)
-        return probs if image is None else (probs, image.float())
+        if self.head == "softmax":
+            return torch.softmax(logits, dim=1)
+        return logits_to_probs(logits, self.head)
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Segmentation logits for a ``(N, C, H, W)`` batch (in the model's dtype); image
+        logits, when the network has an image head, update :attr:`image_logits`."""
+        seg, img = split_outputs(self._forward(self._input(batch)))
+        if img is not None:
+            batch_max = img.float().amax(dim=0, keepdim=True)
+            self.image_logits = (batch_max if self.image_logits is None
+                                 else torch.maximum(self.image_logits, batch_max))
+        return seg
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Probabilities ``(N, K, H, W)`` float32 for a normalised ``(N, C, H, W)`` batch.
+
+        Softmax heads keep their background channel here (``postprocess`` drops it)."""
+        return self._probs(self.logits(batch))
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Like calling it, without side effects (so that a CUDA graph can hold it):
+        probabilities, or (probabilities, image logits ``(N, J)`` float32) for a network with
+        an image head."""
+        seg, img = split_outputs(self._forward(self._input(batch)))
+        probs = self._probs(seg)
+        return probs if img is None else (probs, img.float())

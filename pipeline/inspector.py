@@ -4,6 +4,13 @@
 ``inspect(images, calibration, mm_per_px)`` runs preprocess -> tiling/infer/blend ->
 postprocess -> verdict for every camera and returns a :class:`PipelineResult`. Bad input raises
 :class:`PipelineError` (the daemon turns exceptions into ERROR verdicts); it never returns ERROR.
+
+The decision: by default the model's own operating point (``CheckpointMeta.operating_point``:
+per-class pixel thresholds and minimum areas in px, the image head's threshold, and the rule
+that combines them, all chosen on a validation split when the model was trained). When the
+config sets ``rules.default`` or ``rules.classes``, those rules decide instead, and
+``model_info["decision"]`` says so (``station status`` shows it). ``model.thresholds`` in the
+config override single pixel thresholds either way.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from config.schema import StationConfig
 from models import DEFAULT_CHECKPOINT
 from models.build import SIZE_DIVISOR
 from models.checkpoint import Checkpoint, load_checkpoint
+from pipeline.errors import torch_errors
 from pipeline.infer import Segmenter, select_device
 from pipeline.postprocess import (
     classify,
@@ -32,9 +40,15 @@ from pipeline.postprocess import (
     find_defects,
 )
 from pipeline.preprocess import Normaliser, Preprocessor
-from pipeline.tiling import StageClock, Tiler, run_whole
+from pipeline.tiling import StageClock, Tiler, predict_whole
 from pipeline.types import CameraCalibration, CameraResult, InputImage, PipelineResult
-from pipeline.verdict import Region, judge, load_region
+from pipeline.verdict import (
+    Region,
+    judge,
+    judge_operating_point,
+    load_region,
+    operating_point_rules,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -72,9 +86,15 @@ class Inspector:
                     f"{where} names {', '.join(unknown)}, which model {meta.model_id} does not "
                     f"have; its defect classes: {', '.join(defect_classes)}"
                 )
+        explicit = bool(self.rules.model_fields_set & {"default", "classes"})
+        self.operating_point = None if explicit else meta.effective_operating_point()
         merged = {c: meta.threshold(c) for c in defect_classes}
+        if self.operating_point is not None:
+            merged.update(self.operating_point.pixel_thresholds)
         merged.update(thresholds or {})
         self.thresholds = merged
+        self._op_rules = (operating_point_rules(self.operating_point, self.rules)
+                          if self.operating_point is not None else None)
         self.device = select_device(self.cfg.device)
         self.segmenter = Segmenter(
             checkpoint.model, meta.spec.head, self.device, half=self.cfg.half,
@@ -94,6 +114,9 @@ class Inspector:
         self.regions = dict(regions or {})
         self._roi_cache: dict[tuple[str, int, int], torch.Tensor] = {}
         self._lock = threading.Lock()
+        self._settings = {"pipeline.mode": self.cfg.mode, "pipeline.tile_size": self.cfg.tile_size,
+                          "pipeline.batch_size": self.cfg.batch_size,
+                          "pipeline.half": self.cfg.half}
         log.info("inspector ready", **{k: v for k, v in self.model_info.items()
                                        if k in ("model_id", "trained", "device", "mode")})
 
@@ -148,7 +171,20 @@ class Inspector:
             "mode": self.cfg.mode,
             "tile_size": self.cfg.tile_size,
             "overlap": self.cfg.overlap,
+            "image_head": meta.spec.image_head,
+            "operating_point": self.decision_id,
+            "decision": (
+                f"model operating point {self.operating_point.describe()}"
+                if self.operating_point is not None
+                else "config rules (rules.default / rules.classes override the model's "
+                f"operating point {meta.effective_operating_point().op_id})"
+            ),
         }
+
+    @property
+    def decision_id(self) -> str:
+        """What decides: the operating point's id, or ``config-rules``."""
+        return self.operating_point.op_id if self.operating_point is not None else "config-rules"
 
     def _roi(self, camera: str, height: int, width: int) -> torch.Tensor | None:
         region = self.regions.get(camera)
@@ -174,13 +210,19 @@ class Inspector:
         ``clock`` collects device-synchronised sub-stage times (preprocess, tile, infer, blend).
         """
         with torch.inference_mode():
+            self.segmenter.begin_frame()
             t = clock.sync() if clock else 0.0
             x = self.preprocessor(image, calibration)
             if clock:
                 clock.add("preprocess", t)
+            # The side-effect-free predictor (a CUDA graph can hold it); the image logits'
+            # maximum over tiles comes back from the tiler.
             if self.cfg.mode == "whole":
-                return run_whole(x, self.segmenter, SIZE_DIVISOR, clock)
-            return self.tiler(x, self.segmenter, clock)
+                probs, head = predict_whole(x, self.segmenter.predict, SIZE_DIVISOR, clock)
+            else:
+                probs, head = self.tiler.run(x, self.segmenter.predict, clock)
+            self.segmenter.image_logits = head
+            return probs
 
     def warmup(self, sizes: Sequence[tuple[int, int]] = (), always: bool = False) -> float:
         """Prepare the fast path before the first part; returns the seconds it took.
@@ -200,13 +242,23 @@ class Inspector:
             for h, w in shapes:
                 x = torch.zeros((1, c, h, w), device=self.device)
                 if self.cfg.mode == "whole":
-                    run_whole(x, self.segmenter, SIZE_DIVISOR)
+                    predict_whole(x, self.segmenter.predict, SIZE_DIVISOR)
                 else:
-                    self.tiler(x, self.segmenter)
+                    self.tiler.run(x, self.segmenter.predict)
             self._sync()
         took = time.perf_counter() - t0
         log.info("inspector warmed up", sizes=shapes, seconds=round(took, 2))
         return took
+
+    def part_score(self) -> tuple[float | None, str | None]:
+        """The image head's part score of the last frame :meth:`probabilities` ran (its largest
+        class logit over all tiles) and that class; (None, None) without an image head."""
+        logits = self.segmenter.image_logits
+        if logits is None:
+            return None, None
+        row = logits[0].float()
+        k = int(torch.argmax(row))
+        return float(row[k]), self.spec.defect_classes[k]
 
     def postprocess(self, camera: str, probs: torch.Tensor, mm_per_px: float | None
                     ) -> CameraResult:
@@ -273,16 +325,24 @@ class Inspector:
                 scale = (cal.mm_per_px if cal is not None and cal.mm_per_px else None) or \
                     mm_per_px.get(image.camera)
                 clock = StageClock(self.device)
-                probs = self.probabilities(image, cal, clock)
-                t = clock.sync()
-                for k, v in clock.times_ms.items():
-                    timings["preprocess" if k == "preprocess" else "infer"] += v
-                result = self.postprocess(image.camera, probs, scale)
-                del probs
+                with torch_errors(f"inference of camera {image.camera!r}", self.device,
+                                  self._settings):
+                    probs = self.probabilities(image, cal, clock)
+                    t = clock.sync()
+                    for k, v in clock.times_ms.items():
+                        timings["preprocess" if k == "preprocess" else "infer"] += v
+                    score, score_class = self.part_score()
+                    result = self.postprocess(image.camera, probs, scale)
+                    result.part_score, result.part_class = score, score_class
+                    del probs
                 timings["postprocess"] += (self._sync() - t) * 1000
                 results.append(result)
             t = time.perf_counter()
-            verdict, reasons = judge(results, self.rules)
+            if self.operating_point is not None and self._op_rules is not None:
+                verdict, reasons = judge_operating_point(results, self.operating_point,
+                                                         self._op_rules)
+            else:
+                verdict, reasons = judge(results, self.rules)
             for r in results:
                 if len(r.defects) > self.cfg.max_defects:
                     log.warning("defect list truncated", camera=r.camera, found=len(r.defects),
@@ -294,6 +354,7 @@ class Inspector:
         return PipelineResult(
             verdict=verdict, reasons=reasons, cameras=results,
             timings_ms={k: round(v, 3) for k, v in timings.items()},
+            operating_point=self.decision_id,
         )
 
 

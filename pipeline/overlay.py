@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.preprocess import bayer_pattern
 from pipeline.types import CameraResult, InputImage, Verdict
 
 #: BGR colours per class index (cycled); index 0 (background) is never drawn.
@@ -32,6 +31,8 @@ def colour(class_index: int) -> tuple[int, int, int]:
 
 def to_display(image: InputImage) -> npt.NDArray[np.uint8]:
     """The raw pixels as an 8-bit BGR picture (Bayer demosaiced, deep formats shifted)."""
+    from pipeline.preprocess import bayer_pattern  # here: colour() must not import torch
+
     px = image.pixels
     if px.dtype == np.uint16:
         px8 = (px >> max(image.bits - 8, 0)).clip(0, 255).astype(np.uint8)
@@ -48,6 +49,48 @@ def to_display(image: InputImage) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(rgb[..., ::-1])
 
 
+#: Pictures whose short side is below this are enlarged (by a whole factor, pixels kept sharp)
+#: so that outlines and labels stay legible on small frames.
+MIN_SIDE_PX = 512
+
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(
+    sizes: list[tuple[int, int]], boxes: list[Rect], width: int, height: int, gap: int = 2
+) -> list[Rect | None]:
+    """Where each label goes, in order: a rectangle that overlaps no label placed before it.
+
+    ``sizes[i]`` is label i's (width, height), ``boxes[i]`` its defect's box. Candidates are
+    tried in turn (above the box, below it, right of it, left of it, inside its top left),
+    first one that also covers no other defect's box, then one that may; a label that fits
+    nowhere gets ``None`` (it is left out rather than printed over another).
+    """
+    placed: list[Rect] = []
+    out: list[Rect | None] = []
+    for (lw, lh), (x0, y0, x1, y1) in zip(sizes, boxes, strict=True):
+        candidates = [
+            (x0, y0 - lh - gap), (x0, y1 + gap), (x1 + gap, y0), (x0 - lw - gap, y0),
+            (x0 + gap, y0 + gap),
+        ]
+        rects = [
+            (x, y, x + lw, y + lh) for x, y in candidates
+            if x >= 0 and y >= 0 and x + lw <= width and y + lh <= height
+        ]
+        free = [r for r in rects if not any(_overlaps(r, p) for p in placed)]
+        others = [b for b in boxes if b != (x0, y0, x1, y1)]
+        clear = [r for r in free if not any(_overlaps(r, b) for b in others)]
+        choice: Rect | None = (clear or free)[0] if (clear or free) else None
+        if choice is not None:
+            placed.append(choice)
+        out.append(choice)
+    return out
+
+
 def draw_overlay(
     image: InputImage,
     result: CameraResult,
@@ -57,11 +100,22 @@ def draw_overlay(
 ) -> npt.NDArray[np.uint8]:
     """BGR picture: defect map tinted, each defect outlined, the largest labelled.
 
-    The tint comes from the (downscaled) defect map, upsampled; outlines are the defects'
-    polygons in full-frame pixels; the ``max_labels`` largest defects get a ``Class score``
-    label. ``verdict`` adds a banner at the top left.
+    Legible at any frame size: a frame whose short side is under ``MIN_SIDE_PX`` is enlarged
+    by a whole factor ``k`` (nearest neighbour); outlines are drawn in the class colour over a
+    dark halo, both thicker on larger pictures; the ``max_labels`` largest defects get a
+    ``Class score`` label on a dark plate, placed by :func:`place_labels` so that no two
+    labels overlap (one that fits nowhere is left out and counted in the banner). ``verdict``
+    adds a banner in a band *above* the picture, so it never covers a defect.
+
+    The result is ``(band + k * height, k * width, 3)``; ``band`` is 0 without a verdict.
     """
     canvas = to_display(image).copy()
+    h0, w0 = canvas.shape[:2]
+    k = max(1, -(-MIN_SIDE_PX // max(1, min(h0, w0))))  # ceil
+    if k > 1:
+        canvas = np.asarray(
+            cv2.resize(canvas, (w0 * k, h0 * k), interpolation=cv2.INTER_NEAREST), np.uint8
+        )
     h, w = canvas.shape[:2]
     if fill_alpha > 0 and result.defect_map.size and result.defect_map.any():
         dmap = cv2.resize(result.defect_map, (w, h), interpolation=cv2.INTER_NEAREST)
@@ -72,30 +126,57 @@ def draw_overlay(
         mask = dmap > 0
         blended = cv2.addWeighted(canvas, 1 - fill_alpha, tint, fill_alpha, 0)
         canvas[mask] = blended[mask]
-    scale = max(0.35, min(h, w) / 900)
-    thick = max(1, round(scale * 2))
+    short = min(h, w)
+    line = max(2, round(short / 350))  # outline width [px]: 2 at 512 px, 10 at 3648 px
+    scale = max(0.5, short / 1100)  # label font scale: ~11 px high at 512 px
+    text_thick = max(1, round(scale * 1.6))
+    font = cv2.FONT_HERSHEY_SIMPLEX
     for d in result.defects:
         c = colour(d.class_index)
         if len(d.outline) >= 2:
-            pts = np.asarray(d.outline, dtype=np.int32).reshape(-1, 1, 2)
-            cv2.polylines(canvas, [pts], True, c, thick, cv2.LINE_AA)
+            pts = (np.asarray(d.outline, dtype=np.int32) * k).reshape(-1, 1, 2)
+            cv2.polylines(canvas, [pts], True, (0, 0, 0), line + 2, cv2.LINE_AA)
+            cv2.polylines(canvas, [pts], True, c, line, cv2.LINE_AA)
         else:
-            x, y, bw, bh = d.box
-            cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), c, thick)
+            x, y, bw, bh = (v * k for v in d.box)
+            cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), (0, 0, 0), line + 2)
+            cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), c, line)
     largest = sorted(result.defects, key=lambda d: -d.area_px)[:max_labels]
-    for d in largest:
-        c = colour(d.class_index)
-        label = f"{d.class_name} {d.max_score:.2f}"
-        x, y = d.box[0], max(d.box[1] - 3, 10)
-        cv2.putText(canvas, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                    thick + 2, cv2.LINE_AA)
-        cv2.putText(canvas, label, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, c, thick,
-                    cv2.LINE_AA)
-    if verdict is not None:
-        text = f"{verdict.value} {result.camera} ({len(result.defects)} defects)"
-        bc = {Verdict.PASS: (0, 160, 0), Verdict.FAIL: (0, 0, 200)}.get(verdict, (0, 140, 255))
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        cv2.rectangle(canvas, (0, 0), (tw + 8, th + 10), bc, -1)
-        cv2.putText(canvas, text, (4, th + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                    thick, cv2.LINE_AA)
-    return canvas
+    texts = [f"{d.class_name} {d.max_score:.2f}" for d in largest]
+    pad = max(2, line)
+    sizes = []
+    for text in texts:
+        (tw, th), base = cv2.getTextSize(text, font, scale, text_thick)
+        sizes.append((tw + 2 * pad, th + base + 2 * pad))
+    boxes = [
+        (d.box[0] * k, d.box[1] * k, (d.box[0] + d.box[2]) * k, (d.box[1] + d.box[3]) * k)
+        for d in largest
+    ]
+    spots = place_labels(sizes, boxes, w, h)
+    for d, text, spot in zip(largest, texts, spots, strict=True):
+        if spot is None:
+            continue
+        x0, y0, x1, y1 = spot
+        plate = canvas[y0:y1, x0:x1]
+        plate[:] = (plate * 0.3).astype(np.uint8)  # darkened, the picture still shows through
+        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), colour(d.class_index), 1)
+        base_y = y1 - pad - cv2.getTextSize(text, font, scale, text_thick)[1]
+        cv2.putText(canvas, text, (x0 + pad, base_y), font, scale, colour(d.class_index),
+                    text_thick, cv2.LINE_AA)
+    if verdict is None:
+        return canvas
+    hidden = sum(s is None for s in spots) + max(0, len(result.defects) - max_labels)
+    text = f"{verdict.value} {result.camera} ({len(result.defects)} defects" + (
+        f", {hidden} not labelled)" if hidden else ")"
+    )
+    bc = {Verdict.PASS: (0, 140, 0), Verdict.FAIL: (0, 0, 200)}.get(verdict, (0, 120, 230))
+    bscale = max(0.6, scale)
+    bthick = max(1, round(bscale * 1.8))
+    (tw, th), base = cv2.getTextSize(text, font, bscale, bthick)
+    while tw > w - 8 and bscale > 0.3:  # the banner's text fits the picture's width
+        bscale *= 0.9
+        (tw, th), base = cv2.getTextSize(text, font, bscale, bthick)
+    band = np.zeros((th + base + 12, w, 3), np.uint8)
+    band[:] = bc
+    cv2.putText(band, text, (4, th + 6), font, bscale, (255, 255, 255), bthick, cv2.LINE_AA)
+    return np.ascontiguousarray(np.vstack([band, canvas]))

@@ -359,8 +359,8 @@ class Tiler:
             except torch.cuda.OutOfMemoryError:
                 if self._last_batch <= 1:
                     raise
-                key = (str(x.device), int(x.shape[1]),
-                       str(getattr(predict, "dtype", x.dtype)))
+                owner = getattr(predict, "__self__", predict)
+                key = (str(x.device), int(x.shape[1]), str(getattr(owner, "dtype", x.dtype)))
                 self._limits[key] = self._last_batch // 2
                 self._graph_cache.clear()
                 self._buffers.clear()
@@ -377,8 +377,9 @@ class Tiler:
         device = x.device
         grid = plan_tiles(h, w, self.tile, self.overlap)
         n_tiles = len(grid.origins)
-        dtype: torch.dtype = getattr(predict, "dtype", x.dtype)
-        memory_format: torch.memory_format = getattr(predict, "memory_format",
+        owner = getattr(predict, "__self__", predict)  # a bound method: its object's
+        dtype: torch.dtype = getattr(owner, "dtype", x.dtype)
+        memory_format: torch.memory_format = getattr(owner, "memory_format",
                                                      torch.contiguous_format)
         batch = self.batch_for(n_tiles, predict, c, device, dtype)
         self._last_batch = batch

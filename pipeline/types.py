@@ -74,6 +74,10 @@ class CameraResult:
     defects: list[Defect]
     #: class index per pixel (0 = background), downscaled by ``pipeline.defect_map_downscale``
     defect_map: npt.NDArray[np.uint8]
+    #: the image head's part score (largest class logit over the frame), None without a head
+    part_score: float | None = None
+    #: the class whose image logit is largest, None without a head
+    part_class: str | None = None
     #: defect regions found in all (``pipeline.max_regions`` largest are in ``defects``)
     regions_found: int = 0
     #: more regions than ``pipeline.max_regions``: only the largest were examined, and the
@@ -90,3 +94,5 @@ class PipelineResult:
     cameras: list[CameraResult]
     #: milliseconds per stage, e.g. {"preprocess": 3.1, "infer": 40.2, ...}
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: what decided: the model's operating point id (``op-…``) or ``config-rules``
+    operating_point: str | None = None

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from config.errors import ConfigError, PipelineError
 from config.rules import ClassRule, RegionOfInterest, RulesConfig
+from models.operating_point import OperatingPoint
 from pipeline.types import CameraResult, Defect, Verdict
 
 #: At most this many failing defects are spelt out per class and camera.
@@ -40,19 +41,23 @@ def rule_for(rules: RulesConfig, class_name: str) -> ClassRule:
     return rules.classes.get(class_name, rules.default)
 
 
-def fails(defect: Defect, rule: ClassRule) -> bool:
-    """Whether one defect fails its class rule (score and size both reach the limits)."""
+def fails(defect: Defect, rule: ClassRule, pixels: bool = False) -> bool:
+    """Whether one defect fails its class rule (score and size both reach the limits).
+
+    Sizes compare in mm² when the defect has a scale, unless ``pixels`` (then in px)."""
     if defect.max_score < rule.min_score:
         return False
-    if defect.area_mm2 is not None:
+    if defect.area_mm2 is not None and not pixels:
         return defect.area_mm2 >= rule.min_area_mm2
     return defect.area_px >= rule.min_area_px
 
 
-def describe(defect: Defect, rule: ClassRule) -> str:
+def describe(defect: Defect, rule: ClassRule, pixels: bool = False) -> str:
     """``Crack 3.2 mm2 >= 1.0 mm2 at (1204, 877) on cam0 (score 0.91)``."""
     cx, cy = round(defect.centroid[0]), round(defect.centroid[1])
-    if defect.area_mm2 is not None:
+    if pixels:
+        size = f"{defect.area_px} px >= {rule.min_area_px} px"
+    elif defect.area_mm2 is not None:
         size = f"{_num(defect.area_mm2)} mm2 >= {_num(rule.min_area_mm2)} mm2"
     else:
         size = f"{defect.area_px} px >= {rule.min_area_px} px (no scale)"
@@ -62,24 +67,31 @@ def describe(defect: Defect, rule: ClassRule) -> str:
     )
 
 
-def judge(cameras: Sequence[CameraResult], rules: RulesConfig) -> tuple[Verdict, list[str]]:
+def capped_reasons(cameras: Sequence[CameraResult]) -> list[str]:
+    """One reason per camera with more defect regions than ``pipeline.max_regions``."""
+    return [
+        f"{cam.regions_found} defect regions on {cam.camera}, more than pipeline.max_regions "
+        f"allows; only the {len(cam.defects)} largest were examined and are reported (a noisy "
+        "or textured frame: check the part, the lighting and the model)"
+        for cam in cameras if cam.capped
+    ]
+
+
+def judge(
+    cameras: Sequence[CameraResult], rules: RulesConfig, pixels: bool = False
+) -> tuple[Verdict, list[str]]:
     """PASS, or FAIL with one reason per failing defect (and per exceeded count).
 
-    A camera with more defect regions than ``pipeline.max_regions`` (``capped``) is a FAIL
-    whatever its listed defects are: only its largest regions were examined.
-    """
+    ``pixels``: compare sizes in px even where a scale is known (a model's operating point
+    is in the pixels of its training images). A camera with more defect regions than
+    ``pipeline.max_regions`` (``capped``) is a FAIL whatever its listed defects are: only its
+    largest regions were examined."""
     reasons: list[str] = []
     for cam in cameras:
-        if cam.capped:
-            reasons.append(
-                f"{cam.regions_found} defect regions on {cam.camera}, more than "
-                f"pipeline.max_regions allows; only the {len(cam.defects)} largest were "
-                "examined and are reported (a noisy or textured frame: check the part, the "
-                "lighting and the model)"
-            )
+        reasons.extend(capped_reasons([cam]))
         by_class: dict[str, list[Defect]] = {}
         for d in cam.defects:
-            if fails(d, rule_for(rules, d.class_name)):
+            if fails(d, rule_for(rules, d.class_name), pixels):
                 by_class.setdefault(d.class_name, []).append(d)
         for name in sorted(by_class):
             failing = by_class[name]
@@ -90,10 +102,44 @@ def judge(cameras: Sequence[CameraResult], rules: RulesConfig) -> tuple[Verdict,
                 reasons.append(
                     f"{len(failing)} {name} defects on {cam.camera} > max_count {rule.max_count}"
                 )
-            reasons.extend(describe(d, rule) for d in failing[:MAX_REASONS_PER_CLASS])
+            reasons.extend(describe(d, rule, pixels) for d in failing[:MAX_REASONS_PER_CLASS])
             if len(failing) > MAX_REASONS_PER_CLASS:
                 reasons.append(
                     f"... and {len(failing) - MAX_REASONS_PER_CLASS} more {name} on {cam.camera}"
+                )
+    return (Verdict.FAIL if reasons else Verdict.PASS), reasons
+
+
+def operating_point_rules(op: OperatingPoint, regions: RulesConfig | None = None) -> RulesConfig:
+    """The class rules of a model's operating point (sizes in px; regions kept from
+    ``regions``)."""
+    classes = {
+        c: ClassRule.model_validate({"min_area_px": op.min_area_px[c],
+                                     "min_score": op.pixel_thresholds[c]})
+        for c in op.pixel_thresholds
+    }
+    return RulesConfig.model_validate({
+        "classes": classes,
+        "regions": dict(regions.regions) if regions is not None else {},
+    })
+
+
+def judge_operating_point(
+    cameras: Sequence[CameraResult], op: OperatingPoint, rules: RulesConfig
+) -> tuple[Verdict, list[str]]:
+    """PASS / FAIL by a model's operating point: its region rule (``rules`` from
+    :func:`operating_point_rules`), its image-head rule, or either, as the point says."""
+    reasons: list[str] = []
+    if op.uses_segmentation:
+        _, reasons = judge(cameras, rules, pixels=True)
+    else:  # a capped camera is never a PASS, whatever decides
+        reasons = capped_reasons(cameras)
+    if op.uses_head and op.head_threshold is not None:
+        for cam in cameras:
+            if cam.part_score is not None and cam.part_score >= op.head_threshold:
+                reasons.append(
+                    f"part score {cam.part_score:.2f} >= {op.head_threshold:.2f} on "
+                    f"{cam.camera} (image head; most likely {cam.part_class})"
                 )
     return (Verdict.FAIL if reasons else Verdict.PASS), reasons
 

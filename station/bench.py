@@ -251,6 +251,7 @@ def naive_reference(
     import numpy as np
     import torch
 
+    from models.runtime import split_outputs
     from pipeline.tiling import plan_tiles, window_1d
 
     h, w = frame.shape
@@ -268,8 +269,7 @@ def naive_reference(
     with torch.inference_mode():
         for y, x in grid.origins:
             t = torch.from_numpy(np.ascontiguousarray(padded[:, y:y + tile, x:x + tile]))
-            out_t = model(t.unsqueeze(0).to(device))
-            logits = out_t[0] if isinstance(out_t, (tuple, list)) else out_t
+            logits, _ = split_outputs(model(t.unsqueeze(0).to(device)))
             probs = torch.softmax(logits, 1) if head == "softmax" else torch.sigmoid(logits)
             out = probs[0].cpu().numpy()
             if acc is None:

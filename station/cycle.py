@@ -66,10 +66,12 @@ class CalibrationState:
 
 @dataclass
 class Outcome:
-    """The result of one cycle: the verdict header and one PNG per camera map."""
+    """The result of one cycle: the verdict header, one PNG per camera map and one
+    downscaled JPEG per frame grabbed (``storage.preview_px``; kept, never published)."""
 
     header: VerdictHeader
     maps: dict[str, bytes]
+    previews: dict[str, bytes] = field(default_factory=dict)
 
 
 def new_inspection_id(now: datetime | None = None) -> str:
@@ -88,6 +90,43 @@ def encode_map(defect_map: npt.NDArray[np.uint8]) -> bytes:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(defect_map, dtype=np.uint8))
     if not ok:
         raise StationError("PNG encoding of a defect map failed")
+    return bytes(buf.tobytes())
+
+
+def preview_jpeg(frame: Frame, long_side_px: int, quality: int = 85) -> bytes:
+    """The frame as a JPEG whose long side is at most ``long_side_px`` (never upscaled).
+
+    Bayer frames are binned 2 x 2 into colour first (cheap, no full-size demosaic); deep
+    formats are shifted to 8 bits.
+    """
+    from pipeline.overlay import to_display
+    from pipeline.preprocess import bayer_pattern
+
+    px: npt.NDArray[Any] = frame.data
+    pattern = bayer_pattern(frame.pixel_format)
+    if pattern is not None:  # superpixels: one BGR pixel per 2 x 2 Bayer cell
+        layout = {"BayerRG": "RGGB", "BayerGR": "GRBG", "BayerGB": "GBRG", "BayerBG": "BGGR"}
+        h, w = px.shape[0] // 2 * 2, px.shape[1] // 2 * 2
+        sites = [px[i // 2 : h : 2, i % 2 : w : 2] for i in range(4)]
+        by = dict(zip(layout[pattern], sites, strict=True))  # only R and B are read from it
+        g1, g2 = (s for c, s in zip(layout[pattern], sites, strict=True) if c == "G")
+        green = ((g1.astype(np.uint32) + g2) >> 1).astype(px.dtype)
+        px = np.dstack([by["B"], green, by["R"]])
+        fmt = "BGR8"
+    else:
+        fmt = frame.pixel_format
+    h, w = px.shape[:2]
+    scale = min(1.0, long_side_px / max(h, w))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        px = cv2.resize(px, size, interpolation=cv2.INTER_AREA)
+    if fmt == "BGR8" and px.dtype == np.uint16:
+        px = (px >> max(frame.bits - 8, 0)).clip(0, 255).astype(np.uint8)
+    bgr = to_display(InputImage(camera=frame.camera, pixels=px, pixel_format=fmt,
+                                bits=8 if fmt == "BGR8" else frame.bits))
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise StationError(f"{frame.camera}: JPEG encoding of the frame preview failed")
     return bytes(buf.tobytes())
 
 
@@ -180,6 +219,17 @@ def run_cycle(
     else:
         verdict = result.verdict.value
         reasons = list(result.reasons)
+    previews: dict[str, bytes] = {}
+    t = time.perf_counter()
+    for grabbed in frames if cfg.storage.preview_px else []:
+        if not grabbed.complete:
+            continue
+        try:
+            previews[grabbed.camera] = preview_jpeg(grabbed, cfg.storage.preview_px)
+        except Exception as exc:  # a preview is for people; its failure changes no verdict
+            log.warning("frame preview failed", camera=grabbed.camera, error=str(exc))
+    if previews:
+        lap("preview", t)
     maps: dict[str, bytes] = {}
     cameras_out = []
     by_cam = {f.camera: f for f in frames}
@@ -212,13 +262,14 @@ def run_cycle(
         finished_at=iso(time.time()),
         duration_ms=round((time.perf_counter() - t0) * 1000, 3),
         timings_ms=timings,
-        model=ModelOut(model_id=str(info.get("model_id")), trained=bool(info.get("trained"))),
+        model=ModelOut(model_id=str(info.get("model_id")), trained=bool(info.get("trained")),
+                       operating_point=str(info.get("operating_point") or "") or None),
         calibration_id=calibration.calibration_id,
         cameras=cameras_out,
         maps=list(maps),
         map_downscale=cfg.pipeline.defect_map_downscale,
     )
-    return Outcome(header=header, maps=maps)
+    return Outcome(header=header, maps=maps, previews=previews)
 
 
 def error_outcome(
@@ -232,7 +283,8 @@ def error_outcome(
             station=cfg.name, inspection_id=inspection_id, part_id=part_id, verdict="ERROR",
             reasons=[reason], started_at=now, finished_at=now, duration_ms=0.0, timings_ms={},
             model=ModelOut(
-                model_id=str(model_info.get("model_id")), trained=bool(model_info.get("trained"))
+                model_id=str(model_info.get("model_id")), trained=bool(model_info.get("trained")),
+                operating_point=str(model_info.get("operating_point") or "") or None,
             ),
             calibration_id=calibration_id,
             cameras=[CameraOut(camera=c.name) for c in cfg.cameras],

@@ -395,6 +395,11 @@ class Daemon:
                         job.inspection_id, header["started_at"], cam, png)
                 except StationError as exc:
                     log.error("defect map not stored", error=str(exc))
+        for cam, jpeg in outcome.previews.items():  # the HMI's pictures (storage.preview_px)
+            try:
+                self.store.write_map(job.inspection_id, header["started_at"], cam, jpeg, ".jpg")
+            except StationError as exc:
+                log.error("frame preview not stored", error=str(exc))
         try:
             self.store.record(header, paths)
         except StationError as exc:

@@ -4,9 +4,11 @@ Layout of the data directory::
 
     <data dir>/inspections.sqlite3     the rows (WAL journal beside it)
     <data dir>/maps/YYYY-MM-DD/<inspection id>_<camera>.png   defect maps the rows point to
+    <data dir>/maps/YYYY-MM-DD/<inspection id>_<camera>.jpg   frame previews (``preview_path``)
 
-Disk use of the maps is bounded by ``storage.max_disk_mb``: after each write the oldest map
-files beyond the budget are deleted (their rows stay, with the paths marked missing on read).
+Disk use of the maps and previews is bounded by ``storage.max_disk_mb``: after each write the
+oldest files beyond the budget are deleted (their rows stay, with the paths marked missing on
+read).
 """
 
 from __future__ import annotations
@@ -103,9 +105,12 @@ class Store:
             ) from exc
         self._counts.update({str(v): int(n) for v, n in rows})
 
-    def write_map(self, inspection_id: str, started_at: str, camera: str, png: bytes) -> str:
-        """Write one defect-map PNG; returns its path relative to the data directory."""
-        rel = Path("maps") / started_at[:10] / f"{inspection_id}_{camera}.png"
+    def write_map(
+        self, inspection_id: str, started_at: str, camera: str, png: bytes, suffix: str = ".png"
+    ) -> str:
+        """Write one defect-map PNG (or, with ``suffix=".jpg"``, a frame preview JPEG);
+        returns its path relative to the data directory."""
+        rel = Path("maps") / started_at[:10] / f"{inspection_id}_{camera}{suffix}"
         path = self.data_dir / rel
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +118,7 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot write defect map {str(path)!r}: {exc.strerror}") from exc
         if self._map_bytes is None:
-            maps = (self.data_dir / "maps").glob("*/*.png")
+            maps = (self.data_dir / "maps").glob("*/*.*")
             self._map_bytes = sum(p.stat().st_size for p in maps)
         else:
             self._map_bytes += len(png)
@@ -178,7 +183,7 @@ class Store:
         """Delete the oldest maps while their total is over the budget (scan only then)."""
         if self._map_bytes is None or self._map_bytes <= self.max_disk_bytes:
             return
-        files = sorted((self.data_dir / "maps").glob("*/*.png"), key=lambda p: p.stat().st_mtime)
+        files = sorted((self.data_dir / "maps").glob("*/*.*"), key=lambda p: p.stat().st_mtime)
         total = sum(p.stat().st_size for p in files)
         while files and total > self.max_disk_bytes:
             victim = files.pop(0)
@@ -191,3 +196,8 @@ class Store:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+def preview_path(inspection_id: str, started_at: str, camera: str) -> str:
+    """Where ``write_map(..., suffix=".jpg")`` puts a frame preview, relative to the data dir."""
+    return f"maps/{started_at[:10]}/{inspection_id}_{camera}.jpg"

@@ -4,7 +4,7 @@
 # the working tree), for CPython 3.12 on manylinux x86_64. Needs PyPI: run it on the
 # workstation, not on the GPU machine.
 #   bash bench/gpu/fetch_wheels.sh              # the bench set (~19 MB)
-#   bash bench/gpu/fetch_wheels.sh bench train  # plus what station train needs (~36 MB)
+#   bash bench/gpu/fetch_wheels.sh train        # only what train_default.sh needs (~4 MB)
 # PYTHON chooses the interpreter whose pip downloads (default python3).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -12,9 +12,9 @@ PY="${PYTHON:-python3}"
 GROUPS_WANTED="${*:-bench}"
 mkdir -p "$ROOT/.whl"
 reqs=()
-while read -r req _module _policy group; do
+while read -r req _module _policy groups; do
   for g in $GROUPS_WANTED; do
-    if [[ "$group" == "$g" ]]; then reqs+=("$req"); fi
+    if [[ ",$groups," == *",$g,"* ]]; then reqs+=("$req"); break; fi
   done
 done < <(grep -v '^[[:space:]]*#' "$ROOT/bench/gpu/wheels.txt" | awk 'NF')
 for req in "${reqs[@]}"; do

@@ -74,7 +74,7 @@ while read -r req module policy _group; do
   else
     to_install+=("$wheel")
   fi
-done < <(grep -v '^[[:space:]]*#' bench/gpu/wheels.txt | awk 'NF && $4 == "bench"')
+done < <(grep -v '^[[:space:]]*#' bench/gpu/wheels.txt | awk 'NF && ("," $4 ",") ~ /,bench,/')
 if (( ${#missing_wheels[@]} )); then
   say "WARNING: needed but not in .whl/: ${missing_wheels[*]} (run bench/gpu/fetch_wheels.sh)"
 fi
@@ -97,7 +97,7 @@ if ! "$PY" -c "import segmentation_models_pytorch, zmq, pydantic, structlog, ser
     norm="$(echo "$name" | tr 'A-Z-' 'a-z_')"
     w="$(ls .whl/"${norm}"-"${version}"-*.whl 2>/dev/null | head -n 1)"
     [[ -n "$w" ]] && all+=("$w")
-  done < <(grep -v '^[[:space:]]*#' bench/gpu/wheels.txt | awk 'NF && $4 == "bench"')
+  done < <(grep -v '^[[:space:]]*#' bench/gpu/wheels.txt | awk 'NF && ("," $4 ",") ~ /,bench,/')
   (( ${#all[@]} )) && "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade \
     --target "$SITE" "${all[@]}" || say "WARNING: pip install failed"
 fi

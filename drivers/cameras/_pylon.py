@@ -1,7 +1,8 @@
 """The Basler pylon session of a camera worker (pypylon, optional extra ``pylon``).
 
-Runs inside ``drivers.cameras._worker`` like the harvesters session, so the station side
-(``GenICamCamera``, the rig, recovery) is the same for both. An adapter gives pypylon's
+Runs inside ``drivers.cameras._worker`` like the harvesters session and implements the same
+``Session`` base (``_session``), so the station side (``GenICamCamera``, the rig, recovery)
+is the same for both. An adapter gives pypylon's
 parameters the shape of harvesters' genapi nodes, so feature application, its checks and its
 error messages are shared code. With ``PYLON_CAMEMU=N`` pylon offers N emulated cameras
 (software and hardware trigger, Bayer formats, failed-buffer injection): the tests use them.
@@ -13,13 +14,14 @@ id = pylon's full name, or index) and lists the features; ``genicam.cti`` is not
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from config.errors import CameraError, CameraLost, CameraNotFound, CameraTimeout
-from drivers.cameras._worker import LogFn, Session, select_device, write_feature
+from drivers.cameras._genapi import LogFn
+from drivers.cameras._session import Session, Sink, select_device
 from drivers.frame import pixel_format_info
 
 #: pylon's names of formats whose PFNC name differs.
@@ -156,37 +158,37 @@ class PylonSession(Session):
 
     def _pixel_format_of(self, nm: Any) -> str:
         """pylon's PixelFormat name, translated to PFNC where they differ."""
-        name = str(nm.PixelFormat.value)
+        return self._pfnc(str(nm.PixelFormat.value))
+
+    def _pfnc(self, name: str) -> str:
         return _PYLON_TO_PFNC.get(name, name)
 
-    def _start(self) -> None:
+    def _node_map(self) -> Any:
+        assert self._nm is not None
+        return self._nm
+
+    @property
+    def _device_open(self) -> bool:
+        return self._cam is not None
+
+    def _start_stream(self) -> None:
         from pypylon import pylon
 
-        if not self._acquiring:
-            if self.mode == "single":
-                self._cam.StartGrabbingMax(1, pylon.GrabStrategy_OneByOne)
-            else:
-                self._cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
-            self._acquiring = True
+        if self.mode == "single":
+            self._cam.StartGrabbingMax(1, pylon.GrabStrategy_OneByOne)
+        else:
+            self._cam.StartGrabbing(pylon.GrabStrategy_OneByOne)
 
-    def _stop(self) -> None:
-        if self._acquiring and self._cam is not None:
-            self._acquiring = False
-            self._cam.StopGrabbing()
+    def _stop_stream(self) -> None:
+        self._cam.StopGrabbing()
 
-    def close(self) -> None:
-        """Stop and close the camera: best effort, never raises."""
-        for step in (self._stop, self._close_cam):
-            try:
-                step()
-            except Exception as exc:
-                self._log("warning", "camera_worker_close_step_failed", camera=self.name,
-                          error=str(exc))
-
-    def _close_cam(self) -> None:
+    def _close_device(self) -> None:
         if self._cam is not None:
             cam, self._cam = self._cam, None
             cam.Close()
+
+    def _release(self) -> None:
+        """Nothing outlives the camera (pylon's transport layer factory is process-wide)."""
 
     def trigger(self) -> None:
         """Software: execute TriggerSoftware. Single: grab one. Hardware: nothing."""
@@ -204,7 +206,7 @@ class PylonSession(Session):
         except Exception as exc:
             raise CameraLost(f"camera {self.name}: trigger failed: {exc}") from exc
 
-    def grab(self, timeout_s: float, sink: Callable[[int], memoryview]) -> dict[str, Any]:
+    def grab(self, timeout_s: float, sink: Sink) -> dict[str, Any]:
         """Retrieve one result within ``timeout_s``; copy it into ``sink`` and release it."""
         from pypylon import pylon
 
@@ -229,13 +231,9 @@ class PylonSession(Session):
             res.Release()
             if self.mode == "single":
                 self._stop()
-        meta["host_timestamp_ns"] = arrived_ns if self.mode == "hardware" else (
-            self._triggered_ns)
-        meta["extra"]["arrival_ns"] = str(arrived_ns)
-        meta["extra"]["host_clock"] = "arrival" if self.mode == "hardware" else "trigger"
-        return meta
+        return self._stamp(meta, arrived_ns)
 
-    def _copy_result(self, res: Any, sink: Callable[[int], memoryview]) -> dict[str, Any]:
+    def _copy_result(self, res: Any, sink: Sink) -> dict[str, Any]:
         assert self._nm is not None
         fmt = self._pixel_format
         channels, bits = pixel_format_info(fmt)
@@ -268,29 +266,3 @@ class PylonSession(Session):
                 # pylon's emulation stamps 0: treat 0 as "no device clock".
                 "device_timestamp_ns": stamp or None, "exposure_us": self._exposure,
                 "gain_db": self._gain, "extra": extra}
-
-    def get(self, node: str) -> Any:
-        """Read a camera parameter."""
-        from drivers.cameras._worker import read_feature
-
-        assert self._nm is not None
-        return read_feature(self._nm, self.name, node)
-
-    def set(self, node: str, value: Any) -> Any:
-        """Write a camera parameter (grabbing paused for locked ones)."""
-        assert self._nm is not None
-        try:
-            result = write_feature(self._nm, self.name, node, value)
-        except CameraError:
-            if not self._acquiring:
-                raise
-            self._stop()
-            try:
-                result = write_feature(self._nm, self.name, node, value)
-            finally:
-                if self.mode in ("software", "hardware"):
-                    self._start()
-        self._refresh_exposure(self._nm)
-        if node == "PixelFormat":
-            self._pixel_format = _PYLON_TO_PFNC.get(str(result), str(result))
-        return result

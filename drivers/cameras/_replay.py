@@ -4,10 +4,10 @@ It runs the whole station without cameras: files are decoded once, optionally sc
 sensor size (e.g. 5472 x 3648) and re-mosaiced into a Bayer format, so the 20 MP BayerRG8 path
 of the reference booth runs on a laptop. Frames ready to serve (per file and exposure factor)
 are kept in an LRU cache as read-only arrays that every frame served from them shares, so a
-cached 20 MP frame costs microseconds and does not hide the pipeline's own cost. It emulates the GenICam features
-``ExposureTime`` (µs) and ``Gain`` (dB): pixel values scale linearly with exposure against a
-reference of 10000 µs and with gain as 10^(dB/20), saturating at the format's maximum, which
-is what `station capture --calibrate` needs to be tested with a known truth.
+cached 20 MP frame costs microseconds and does not hide the pipeline's own cost. It emulates
+the GenICam features ``ExposureTime`` (µs) and ``Gain`` (dB): pixel values scale linearly
+with exposure against a reference of 10000 µs and with gain as 10^(dB/20), saturating at the
+format's maximum, which is what `station capture --calibrate` needs to be tested with a known truth.
 
 A scene can also be a function ``fn(frame_index, features) -> ndarray`` (see
 :meth:`ReplayCamera.from_function`). For tests of the rig it offers fault injection

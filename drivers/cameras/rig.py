@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from config.errors import CameraError, CameraLost, CameraTimeout, IncompleteFrame
+from drivers.backoff import Backoff
 from drivers.cameras.base import Camera, CameraHealth
 from drivers.frame import Frame
 
@@ -35,12 +36,12 @@ class _Slot:
     """The rig's book-keeping for one camera."""
 
     camera: Camera
+    backoff: Backoff
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     connected: bool = False
     lost_since: float = 0.0
     lost_reason: str = ""
     next_try: float = 0.0
-    backoff_s: float = 0.0
     attempts: int = 0
     consecutive_timeouts: int = 0
     frames: int = 0
@@ -77,10 +78,10 @@ class CameraRig:
             raise ValueError(f"camera names must be unique, got {names}")
         if not cameras:
             raise ValueError("a CameraRig needs at least one camera")
-        self._slots = [_Slot(camera=c) for c in cameras]
+        self._slots = [_Slot(camera=c, backoff=Backoff(reconnect_backoff_s,
+                                                       reconnect_backoff_max_s))
+                       for c in cameras]
         self._on_event = on_event
-        self._backoff0 = reconnect_backoff_s
-        self._backoff_max = max(reconnect_backoff_max_s, reconnect_backoff_s)
         self._lost_after = max(1, lost_after_timeouts)
         self._interval = monitor_interval_s
         self._open_timeout = open_timeout_s
@@ -319,8 +320,8 @@ class CameraRig:
                 return
             slot.lost_since = time.monotonic()
             slot.lost_reason = reason
-            slot.backoff_s = self._backoff0
-            slot.next_try = slot.lost_since + self._backoff0
+            slot.backoff.reset()
+            slot.next_try = slot.lost_since + slot.backoff.next_wait()
             slot.attempts = 0
             slot.consecutive_timeouts = 0
         self._emit("camera_lost", {"camera": slot.camera.name, "reason": reason})
@@ -365,12 +366,12 @@ class CameraRig:
             slot.camera.open()
         except Exception as exc:
             with self._state:
-                slot.backoff_s = min(self._backoff_max, max(slot.backoff_s, self._backoff0) * 2)
-                slot.next_try = time.monotonic() + slot.backoff_s
+                wait_s = slot.backoff.next_wait()
+                slot.next_try = time.monotonic() + wait_s
                 slot.last_error = str(exc)
                 slot.lost_reason = slot.lost_reason or str(exc)
             log.info("camera_reconnect_failed", camera=slot.camera.name, attempt=attempt,
-                     error=str(exc), next_try_s=round(slot.backoff_s, 2))
+                     error=str(exc), next_try_s=round(wait_s, 2))
             return
         finally:
             slot.lock.release()

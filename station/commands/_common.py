@@ -1,12 +1,53 @@
-"""Options shared by subcommands: ``--config``, ``--set``, ``--data-dir``."""
+"""What subcommands share: ``--config``, ``--set``, ``--data-dir``, and :func:`in_range`, the
+one argparse type for a bounded number."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from config import StationConfig, load_config
+
+N = TypeVar("N", int, float)
+#: Unit symbols spelt out in "is not a number of ..." messages.
+_UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "px": "pixels"}
+
+
+def in_range(
+    kind: type[N], low: N, high: N, what: str = "", *, unit: str = "", low_open: bool = False,
+) -> Callable[[str], N]:
+    """An argparse ``type``: a whole number (``kind=int``) or a number (``float``) within
+    ``low..high`` (``(low, high]`` with ``low_open``).
+
+    Errors name ``what``, the value and the rule, e.g. ``channel 0 is outside 1..99``,
+    ``duration 0.0 s is outside (0, 3600]``, ``'soon' is not a number of seconds``; argparse
+    puts the option's name in front.
+    """
+    noun = "a whole number" if kind is int else "a number"
+    if unit:
+        noun += f" of {_UNIT_WORDS.get(unit, unit)}"
+    prefix = f"{what} " if what else ""
+    suffix = f" {unit}" if unit else ""
+
+    def show(x: N) -> str:
+        return str(x) if isinstance(x, int) else f"{x:g}"
+
+    rule = f"({show(low)}, {show(high)}]" if low_open else f"{show(low)}..{show(high)}"
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{prefix}{text!r} is not {noun}") from None
+        inside = (low < value if low_open else low <= value) and value <= high
+        if not inside:
+            raise argparse.ArgumentTypeError(f"{prefix}{value}{suffix} is outside {rule}")
+        return value
+
+    return parse
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

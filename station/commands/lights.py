@@ -13,43 +13,10 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from station.commands._common import add_config_options, config_from_args
+from station.commands._common import add_config_options, config_from_args, in_range
 
 if TYPE_CHECKING:
     from drivers.lights import LightController
-
-
-def _channel(text: str) -> int:
-    """argparse type: a controller channel 1..99."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"channel {text!r} is not a whole number") from None
-    if not 1 <= value <= 99:
-        raise argparse.ArgumentTypeError(f"channel {value} is outside 1..99")
-    return value
-
-
-def _intensity(text: str) -> int:
-    """argparse type: an intensity 0..255."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"intensity {text!r} is not a whole number") from None
-    if not 0 <= value <= 255:
-        raise argparse.ArgumentTypeError(f"intensity {value} is outside 0..255")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """argparse type: a positive duration in seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"duration {text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"duration {value} s is outside (0, 3600]")
-    return value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,13 +29,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config_options(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     on = actions.add_parser("on", help="every configured channel on at its intensity, held")
-    on.add_argument("--for", dest="hold_s", type=_seconds, metavar="SECONDS",
+    on.add_argument("--for", dest="hold_s", metavar="SECONDS",
+                    type=in_range(float, 0.0, 3600.0, "duration", unit="s", low_open=True),
                     help="switch off after this long (default and upper bound: lights.max_on_s)")
     actions.add_parser("off", help="every channel off")
     actions.add_parser("status", help="connection and every configured channel's state")
     set_p = actions.add_parser("set", help="set one channel's intensity (does not switch on)")
-    set_p.add_argument("channel", type=_channel, metavar="CH", help="channel 1..99")
-    set_p.add_argument("value", type=_intensity, metavar="VALUE", help="intensity 0..255")
+    set_p.add_argument("channel", type=in_range(int, 1, 99, "channel"), metavar="CH",
+                       help="channel 1..99")
+    set_p.add_argument("value", type=in_range(int, 0, 255, "intensity"), metavar="VALUE",
+                       help="intensity 0..255")
     parser.set_defaults(func=run)
 
 

@@ -12,25 +12,10 @@ from __future__ import annotations
 import argparse
 import queue
 import signal
-from collections.abc import Callable
 from types import FrameType
 
 from drivers.lights.simulator import FAULTS
-
-
-def _count(low: int, high: int, what: str) -> Callable[[str], int]:
-    """argparse type: a whole number in ``low..high``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} {text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{what} {value} is outside {low}..{high}")
-        return value
-
-    return parse
+from station.commands._common import in_range
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,18 +31,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--link", metavar="PATH",
                         help="also make PATH a symlink to the pty (stable across port_closed "
                         "and back); printed instead of the pty")
-    parser.add_argument("--channels", type=_count(1, 99, "channel count"), default=4,
+    parser.add_argument("--channels", type=in_range(int, 1, 99, "channel count"), default=4,
                         metavar="N", help="channels fitted, 1..99 (default 4)")
     parser.add_argument("--fault", choices=FAULTS, default="none",
                         help="fault injected from the start (default none)")
-    parser.add_argument("--fault-code", type=_count(0, 99, "NG error number"), default=6,
+    parser.add_argument("--fault-code", type=in_range(int, 0, 99, "NG error number"), default=6,
                         metavar="NN", help="error number sent with --fault ng (default 06)")
-    parser.add_argument("--fault-after", type=_count(0, 1_000_000, "request count"), default=0,
-                        metavar="N", help="serve N requests normally before the fault")
+    parser.add_argument("--fault-after", type=in_range(int, 0, 1_000_000, "request count"),
+                        default=0, metavar="N", help="serve N requests normally before the fault")
     parser.add_argument("--toggle", choices=[f for f in FAULTS if f != "none"],
                         default="port_closed", help="fault SIGUSR1 injects (default port_closed)")
-    parser.add_argument("--reply-delay-ms", type=_count(0, 10_000, "reply delay"), default=0,
-                        metavar="MS", help="wait this long before every reply [ms]")
+    parser.add_argument("--reply-delay-ms", type=in_range(int, 0, 10_000, "reply delay"),
+                        default=0, metavar="MS", help="wait this long before every reply [ms]")
     parser.set_defaults(func=run)
 
 

@@ -35,6 +35,8 @@ def info_cmd(args: argparse.Namespace) -> int:
     if args.json:
         data = meta.model_dump(mode="json")
         data.update(model_id=meta.model_id, parameters=params, file=str(path),
+                    effective_operating_point=meta.effective_operating_point().model_dump(),
+                    operating_point_id=meta.effective_operating_point().op_id,
                     file_bytes=path.stat().st_size)
         print(json.dumps(data, indent=2))
         return 0
@@ -51,6 +53,10 @@ def info_cmd(args: argparse.Namespace) -> int:
         ("normalisation", f"mean {meta.normalisation.mean} std {meta.normalisation.std}"),
         ("patch_size", f"{meta.patch_size} px"),
         ("thresholds", ", ".join(f"{k} {v:.2f}" for k, v in meta.thresholds.items()) or "-"),
+        ("image_head", "yes (part-level logits per class)" if spec.image_head else "no"),
+        ("operating point", (meta.operating_point.describe() if meta.operating_point else
+                             "none stored; from its thresholds and provenance: "
+                             + meta.effective_operating_point().describe())),
         ("kwargs", json.dumps(spec.kwargs)),
         ("created_utc", meta.created_utc),
         ("weights_sha256", meta.weights_sha256),

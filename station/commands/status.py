@@ -8,6 +8,7 @@ import sys
 
 from station.commands._common import add_config_options, config_from_args
 from station.messaging.client import NoAnswer, request
+from station.words import status_lines
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,22 +37,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, indent=2))
         return 0
-    model = st["model"]
-    print(f"{st['station']}: {st['state'].upper()}  (pid {st['pid']}, up {st['uptime_s']:.0f} s)")
-    print(f"  model   {model.get('model_id')}  "
-          f"{'trained' if model.get('trained') else 'UNTRAINED: verdicts mean nothing'}  "
-          f"on {model.get('device')}")
-    for cam in st["cameras"]:
-        print(f"  camera  {cam['name']:<8} {cam['backend']:<8} "
-              f"{'connected' if cam['connected'] else 'NOT CONNECTED'}  {cam.get('detail', '')}")
-    lights = st["lights"]
-    print(f"  lights  {lights.get('backend')}  "
-          f"{'connected' if lights.get('connected') else 'not connected'}")
-    cal = st["calibration"]
-    print(f"  calib   {cal.get('calibration_id') or 'none'}")
-    c = st["counts"]
-    print(f"  counts  PASS {c['PASS']}  FAIL {c['FAIL']}  ERROR {c['ERROR']}   queue "
-          f"{st['queue']['waiting']}/{st['queue']['depth']}")
-    for p in st["problems"]:
-        print(f"  ! {p}")
+    print("\n".join(status_lines(st)))
     return 0

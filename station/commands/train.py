@@ -92,12 +92,16 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     """Train and print where the model went."""
     from models.train import train
+    from station.qualify import scorer_factory
 
     cfg = load_train_config(args.config, overrides_from_args(args))
-    result = train(cfg)
+    result = train(cfg, scorer_factory())
+    op = result.operating_point
     print(
-        f"best checkpoint: {result.best_path} (epoch {result.best_epoch}, "
+        f"best checkpoint: {result.best_path} (step {result.best_step}, "
         f"{cfg.monitor} {result.best_score:.4f}); stopped: {result.stopped}; "
-        f"{result.seconds / 60:.1f} min"
+        f"{result.seconds / 60:.1f} min; operating point: rule {op.get('rule')}, validation "
+        f"recall {op.get('figures', {}).get('defect_recall', 0):.3f} at "
+        f"{op.get('figures', {}).get('false_reject_rate', 0):.3f} false rejects"
     )
     return 0

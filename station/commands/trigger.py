@@ -40,6 +40,7 @@ def format_verdict(h: dict[str, Any]) -> str:
         f"{h['verdict']}  inspection {h['inspection_id']}  part {h.get('part_id') or '-'}  "
         f"{h['duration_ms']:.0f} ms",
         f"  model {model.get('model_id')} ({'trained' if model.get('trained') else 'UNTRAINED'})"
+        f"  decided by {model.get('operating_point') or '-'}"
         f"  calibration {h.get('calibration_id') or 'none'}",
     ]
     reasons = h.get("reasons", [])

@@ -9,9 +9,7 @@ from typing import Any
 
 import zmq
 
-
-class NoAnswer(Exception):
-    """The station did not answer within the timeout."""
+from config.errors import NoAnswer as NoAnswer  # in the error tree; re-exported for callers
 
 
 def request(endpoint: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:

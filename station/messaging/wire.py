@@ -132,6 +132,9 @@ class ModelOut(_Message):
 
     model_id: str
     trained: bool
+    operating_point: str | None = Field(
+        None, description="What decided: the model's operating point id (op-…) or config-rules"
+    )
 
 
 class VerdictHeader(_Message):

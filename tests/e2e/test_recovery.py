@@ -21,14 +21,29 @@ Factory = Callable[..., RunningStation]
 
 
 def start_lightsim(link: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "station.cli", "lightsim", "--link", str(link)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    """The controller simulator as its own process; its log (JSON lines) goes to
+    ``<link>.log``, appended to by every process started on that link."""
+    with sim_log(link).open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "station.cli", "lightsim", "--link", str(link)],
+            stdout=subprocess.PIPE, stderr=log, text=True,
+        )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
     assert first == str(link), first
     return proc
+
+
+def sim_log(link: Path) -> Path:
+    return link.with_name(f"{link.name}.log")
+
+
+def wait_logged(path: Path, event: str, timeout_s: float = 10.0) -> None:
+    """Wait until the simulator has logged ``event`` (it logs after doing it)."""
+    deadline = time.monotonic() + timeout_s
+    while f'"event": "{event}"' not in path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{event} not logged:\n{path.read_text()}"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -62,7 +77,8 @@ def test_light_controller_killed_and_restarted(
     ])
     assert inspect(station)["verdict"] in ("PASS", "FAIL")
     procs[0].send_signal(signal.SIGUSR1)  # the port vanishes (USB adapter pulled)
-    time.sleep(0.3)
+    wait_logged(sim_log(link), "lightsim.port_closed")  # the pty is closed, the link gone
+    assert not link.exists()
     header = inspect(station)
     assert header["verdict"] == "ERROR" and "lights" in str(header["reasons"])
     procs[0].send_signal(signal.SIGUSR2)  # and comes back

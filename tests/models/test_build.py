@@ -88,3 +88,26 @@ def test_class_names_must_be_unique() -> None:
     """Duplicate class names are refused."""
     with pytest.raises(ValueError, match="unique"):
         ModelSpec.model_validate({"architecture": "plain-unet", "classes": ["bg", "a", "a"]})
+
+
+def test_image_head_outputs_one_logit_per_class_and_pools_by_maximum() -> None:
+    """A network with an image head returns (masks, logits (N, K)); the head's pooling is a
+    maximum over positions, so two halves' maxima give the whole's; plain-unet refuses it."""
+    import pytest
+    import torch
+
+    from models.build import MaxImageHead, ModelSpec, build_model
+
+    spec = ModelSpec.model_validate({"architecture": "unet", "encoder": "tu-efficientnet_lite0",
+                                     "classes": ["background", "a", "b", "c"],
+                                     "head": "sigmoid", "image_head": True})
+    out = build_model(spec).eval()(torch.zeros(2, 3, 64, 96))
+    assert isinstance(out, tuple) and out[0].shape == (2, 3, 64, 96) and out[1].shape == (2, 3)
+    head = MaxImageHead(8, 2).eval()
+    f = torch.randn(1, 8, 4, 6)
+    whole = head(f)
+    halves = torch.maximum(head(f[..., :3]), head(f[..., 3:]))
+    assert torch.allclose(whole, halves)
+    with pytest.raises(ValueError, match="image_head"):
+        ModelSpec.model_validate({"architecture": "plain-unet", "encoder": None,
+                                  "classes": ["background", "a"], "image_head": True})

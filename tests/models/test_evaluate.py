@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from models.build import ModelSpec, build_model
-from models.checkpoint import save_checkpoint
-from models.evaluate import run_evaluation
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.evaluate import evaluate, part_score, write_report
+from models.operating_point import ImageRecord, OperatingPoint
+from models.scoring import RuntimeScorer
 from tests.models.test_data import make_tile_dataset
 
 PUBLIC_KEYS = (
@@ -27,6 +29,7 @@ PUBLIC_KEYS = (
     "class.std.iou",
     "image.defect_recall",
     "image.false_reject_rate",
+    "image.auroc",
 )
 
 
@@ -55,19 +58,39 @@ def tiny_checkpoint(path: Path, classes: list[str]) -> Path:
 def test_evaluate_writes_every_public_key(tmp_path: Path) -> None:
     """report.json has every public key (and per class the four metrics), report.md,
     the PR curve, the image sweep and the confusion matrix (PNG + JSON) are written."""
+    from models.data import load_dataset
+
     data = make_tile_dataset(tmp_path / "tiles", per_class=2)
-    ckpt = tiny_checkpoint(tmp_path / "m.pt", ["Blowhole", "Crack"])
+    ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", ["Blowhole", "Crack"]))
     out = tmp_path / "report"
-    run_evaluation(ckpt, data, "folder-classes", out)
+    op = ckpt.meta.effective_operating_point()
+    acc = evaluate(RuntimeScorer(ckpt), ckpt.meta.spec.defect_classes, op,
+                   load_dataset(data, "folder-classes"))
+    write_report(acc, out, {"model": "tiny"})
     report = json.loads((out / "report.json").read_text())
     for key in PUBLIC_KEYS:
         assert isinstance(report[key], float), key
     for cls in ("Blowhole", "Crack"):
         for m in ("precision", "recall", "f1", "iou"):
             assert f"class.{cls}.{m}" in report
-    assert report["info"]["images"] == 6
-    assert len(report["pixel_pr_curve"]) > 10 and len(report["image_sweep"]) > 10
+    assert len(acc.image_labels) == 6
+    assert len(report["pixel_pr_curve"]) > 10 and len(report["image_sweep"]) >= 1
     conf = json.loads((out / "confusion_matrix.json").read_text())
     assert len(conf["pixel"]["matrix"]) == 3 and len(conf["image"]["matrix"]) == 3
     for name in ("report.md", "pr_curve.png", "image_sweep.png", "confusion_matrix.png"):
         assert (out / name).stat().st_size > 0, name
+
+
+def test_part_score_ranks_images_as_the_rule_flags_them() -> None:
+    """For each rule, an image is flagged exactly when its part score reaches the rule's own
+    cut (1 for region ratios, 0 for the combined score, the threshold for the head)."""
+    seg = OperatingPoint(rule="segmentation", pixel_thresholds={"a": 0.5},
+                         min_area_px={"a": 10})
+    assert part_score(seg, ImageRecord({"a": 10}, None, "a")) == 1.0
+    assert part_score(seg, ImageRecord({"a": 5}, None, "")) == 0.5
+    either = seg.model_copy(update={"rule": "either", "head_threshold": 2.0})
+    assert part_score(either, ImageRecord({"a": 0}, 2.5, "a")) == 0.5
+    assert part_score(either, ImageRecord({"a": 20}, -9.0, "a")) > 0
+    assert part_score(either, ImageRecord({"a": 5}, 1.0, "")) < 0
+    head = seg.model_copy(update={"rule": "image_head", "head_threshold": 2.0})
+    assert part_score(head, ImageRecord({"a": 99}, 1.5, "")) == 1.5

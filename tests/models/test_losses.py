@@ -56,3 +56,42 @@ def test_dice_averages_channels_and_registry() -> None:
     assert get_loss("wbd") is wbd_loss
     with pytest.raises(ModelError, match="valid"):
         get_loss("focal")
+
+
+def test_padding_counts_for_nothing() -> None:
+    """With a valid mask, what the network says on padded pixels does not change any loss."""
+    from models.losses import get_loss
+
+    torch.manual_seed(0)
+    target = (torch.rand(2, 1, 8, 8) > 0.7).float()
+    valid = torch.zeros(2, 1, 8, 8)
+    valid[..., :, :5] = 1
+    a = torch.randn(2, 1, 8, 8)
+    b = a.clone()
+    b[..., :, 5:] = 50.0  # wild outputs where there is only padding
+    for name in ("bce", "dice", "wbd"):
+        fn = get_loss(name)
+        assert torch.allclose(fn(a, target, valid), fn(b, target, valid)), name
+
+
+def test_image_head_loss_and_labels() -> None:
+    """Image labels name the classes present in the valid pixels; compute_loss adds the head's
+    binary cross-entropy, weighted, to the segmentation loss."""
+    from models.build import ModelSpec
+    from models.losses import IGNORE, compute_loss, image_labels
+
+    mask = torch.zeros(2, 4, 4, dtype=torch.long)
+    mask[0, 0, 0] = 2
+    mask[1, 3, 3] = IGNORE
+    assert image_labels(mask, 2).tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    assert image_labels(mask, 1).tolist() == [[1.0], [0.0]]
+    spec = ModelSpec.model_validate({"architecture": "unet", "encoder": "tu-efficientnet_lite0",
+                                     "classes": ["background", "a", "b"], "head": "sigmoid",
+                                     "image_head": True})
+    seg = torch.zeros(2, 2, 4, 4)
+    img = torch.tensor([[0.0, 5.0], [-5.0, -5.0]])
+    base = compute_loss(seg, mask, spec, "wbd", 1.0)
+    with_head = compute_loss((seg, img), mask, spec, "wbd", 1.0, image_weight=2.0)
+    assert float(with_head) > float(base)
+    wrong = compute_loss((seg, -img), mask, spec, "wbd", 1.0, image_weight=2.0)
+    assert float(wrong) > float(with_head)

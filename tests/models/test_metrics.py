@@ -57,8 +57,11 @@ def test_accumulator_report_sums_over_images() -> None:
     assert r["class.mean.f1"] == pytest.approx(2 / 3) and r["class.std.f1"] == 0.0
     assert r["image.defect_recall"] == 1.0 and r["image.false_reject_rate"] == 1.0
     assert acc.image_confusion().tolist() == [[0, 0, 1], [0, 1, 0], [0, 0, 0]]
-    sweep = {s["threshold"]: s for s in acc.image_sweep()}
-    assert sweep[0.8]["defect_recall"] == 1.0 and sweep[0.8]["false_reject_rate"] == 0.0
+    sweep = {s["threshold"]: s for s in acc.image_sweep()}  # at each distinct score
+    assert sorted(sweep) == [0.7, 0.9]
+    assert sweep[0.9]["defect_recall"] == 1.0 and sweep[0.9]["false_reject_rate"] == 0.0
+    assert sweep[0.7]["false_reject_rate"] == 1.0
+    assert r["image.auroc"] == 1.0
     curve = {c["threshold"]: c for c in acc.pixel_pr_curve()}
     assert curve[0.5]["precision"] == pytest.approx(0.5)  # 0.9 (defect) and 0.7 (background)
     assert curve[0.8]["precision"] == pytest.approx(1.0) and curve[0.8]["recall"] == 0.5
@@ -73,3 +76,15 @@ def test_image_score_respects_minimum_area() -> None:
     assert image_score(prob, 4) == pytest.approx(0.6)
     assert image_score(prob, 5) == 0.0
     assert has_region(prob >= 0.5, 4) and not has_region(prob >= 0.7, 2)
+
+
+def test_auroc_counts_ties_half_and_works_on_logits() -> None:
+    """AUROC is rank-based (logits and probabilities alike); ties count half; one-sided sets
+    give 0.5."""
+    from models.metrics import auroc
+
+    y = np.array([True, False, True, False])
+    assert auroc(np.array([5.0, -3.0, 2.0, 1.0]), y) == 1.0
+    assert auroc(np.array([1.0, 1.0, 1.0, 1.0]), y) == 0.5
+    assert auroc(np.array([0.0, 1.0, 2.0, 3.0]), y) == 0.25
+    assert auroc(np.array([1.0, 2.0]), np.array([True, True])) == 0.5

@@ -44,15 +44,19 @@ def run_tiny(tmp_path: Path, **extra: object) -> TrainResult:
 
 
 def test_two_epochs_lower_the_loss_and_write_a_loadable_checkpoint(tmp_path: Path) -> None:
-    """Two epochs: the training loss drops, best.pt loads in the station's format with
-    trained=True and thresholds for every class, and the run's files are there."""
+    """Two epochs (one validation each): the training loss drops, best.pt loads in the
+    station's format with trained=True, thresholds for every class and an operating point
+    chosen on the validation split, and the run's files are there."""
     result = run_tiny(tmp_path)
     hist = result.history
     assert len(hist) == 2 and hist[1]["train_loss"] < hist[0]["train_loss"]
     ckpt = load_checkpoint(result.best_path)
     assert ckpt.meta.trained is True
     assert set(ckpt.meta.thresholds) == {"Blowhole", "Crack"}
-    assert "operating_point" in ckpt.meta.provenance
+    op = ckpt.meta.operating_point
+    assert op is not None and op.rule == "segmentation"  # a plain UNet has no image head
+    assert set(op.min_area_px) == {"Blowhole", "Crack"}
+    assert "validation split" in op.chosen_on and op.false_reject_target == 0.02
     for name in (
         "history.csv",
         "history.json",
@@ -63,41 +67,57 @@ def test_two_epochs_lower_the_loss_and_write_a_loadable_checkpoint(tmp_path: Pat
         "split/val.txt",
     ):
         assert (result.out / name).is_file(), name
-    assert json.loads((result.out / "summary.json").read_text())["epochs_run"] == 2
+    summary = json.loads((result.out / "summary.json").read_text())
+    assert summary["epochs_run"] == 2 and summary["steps"] == 48
+    assert summary["operating_point"]["rule"] == "segmentation"
 
 
 def test_resume_continues_after_the_last_epoch(tmp_path: Path) -> None:
-    """resume=True with more epochs picks up at epoch 3 and keeps the earlier history."""
+    """resume=True with more epochs picks up at epoch 2 and keeps the earlier history."""
     run_tiny(tmp_path, epochs=1)
     result = run_tiny(tmp_path, epochs=2, resume=True)
     assert [h["epoch"] for h in result.history] == [1.0, 2.0]
-    assert result.epochs_run == 2
+    assert result.epochs_run == 2 and result.steps == 48
 
 
-def test_operating_point_meets_the_false_reject_target_or_falls_back() -> None:
-    """Thresholds from validation maps: the pixel threshold maximises F1; the image point
-    keeps false rejects <= the target, and when no point can, the fewest false rejects win
-    (target_met = 0)."""
-    import numpy as np
+def test_a_spent_time_budget_still_writes_best_and_its_operating_point(tmp_path: Path) -> None:
+    """max_minutes far below one epoch: the run stops on the budget, validates what it has and
+    writes best.pt with an operating point all the same."""
+    result = run_tiny(tmp_path, max_minutes=0.0001, epochs=50)
+    assert result.stopped.startswith("time budget")
+    assert load_checkpoint(result.best_path).meta.operating_point is not None
+    assert len(result.history) == 1
 
-    from models.metrics import Scores
-    from models.train import ValResult, choose_operating_point
 
-    defect = np.zeros((16, 16), np.float16)
-    defect[2:8, 2:8] = 0.9
-    gt = np.zeros((16, 16), np.uint8)
-    gt[2:8, 2:8] = 1
-    free = np.zeros((16, 16), np.float16)
-    free[10:12, 10:12] = 0.6  # a small, weaker blob on a good part
-    val = ValResult(0.0, Scores(0, 0, 0), [defect, free], [gt, np.zeros_like(gt)])
-    ths, op = choose_operating_point(val, ["a"], 16, 0.0)
-    assert 0.6 <= ths["a"] < 0.9  # exactly the defect square above the threshold
-    assert op["val_defect_recall"] == 1.0 and op["val_false_reject_rate"] == 0.0
-    assert op["target_met"] == 1.0
-    # a good part covered by a saturated 40 x 40 blob is flagged at every threshold and area
-    sure = np.ones((40, 40), np.float16)
-    gt2 = np.ones((40, 40), np.uint8)
-    bad = ValResult(0.0, Scores(0, 0, 0), [sure, sure], [gt2, np.zeros_like(gt2)])
-    _, op2 = choose_operating_point(bad, ["a"], 16, 0.0)
-    assert op2["target_met"] == 0.0 and op2["val_false_reject_rate"] == 1.0
-    assert op2["val_defect_recall"] == 1.0
+def test_whole_images_balanced_with_an_image_head(tmp_path: Path) -> None:
+    """The GPU recipe's settings on the CPU (lite0 UNet with an image head, whole images,
+    balanced sampling, validation every 2 steps): it runs, and the operating point may use
+    the head."""
+    result = run_tiny(
+        tmp_path, **{
+            "model.architecture": "unet", "model.encoder": "tu-efficientnet_lite0",
+            "model.decoder_channels": [16, 16, 8, 8, 8], "model.image_head": True,
+            "patch.mode": "whole", "patch.sampler": "balanced", "patch.per_epoch": 8,
+            "val_every_steps": 2, "epochs": 2, "lr": 1e-3,
+        },
+    )
+    ckpt = load_checkpoint(result.best_path)
+    assert ckpt.meta.spec.image_head
+    assert ckpt.meta.operating_point is not None
+    assert [h["step"] for h in result.history] == [2.0, 4.0]
+    assert all(0.0 <= h["val_auroc"] <= 1.0 for h in result.history)
+
+
+def test_learning_rate_warms_up_then_decays_by_steps_or_time() -> None:
+    """Linear warm-up to lr, cosine to 5 % of lr at the end of the steps or of the time
+    budget, whichever is further along."""
+    from models.train import lr_at
+
+    cfg = load_train_config(None, {"lr": 1.0, "warmup_steps": 10})
+    assert lr_at(cfg, 0, 100, 0.0) == 0.1
+    assert lr_at(cfg, 9, 100, 0.0) == 1.0
+    assert lr_at(cfg, 10, 100, 0.0) == 1.0
+    assert abs(lr_at(cfg, 100, 100, 0.0) - 0.05) < 1e-9
+    assert abs(lr_at(cfg, 10, 100, 1.0) - 0.05) < 1e-9  # the budget is spent
+    flat = load_train_config(None, {"lr": 1.0, "warmup_steps": 0, "lr_schedule": "constant"})
+    assert lr_at(flat, 50, 100, 0.9) == 1.0

@@ -12,7 +12,9 @@ from config import load_config
 from config.errors import CheckpointError, ConfigError, PipelineError
 from config.rules import RulesConfig
 from models import DEFAULT_CHECKPOINT
+from models.build import ModelSpec
 from models.checkpoint import read_checkpoint
+from models.operating_point import OperatingPoint
 from pipeline import Inspector
 from pipeline.types import CameraCalibration, InputImage, Verdict
 from tests.models.tester import ConstantModel, OracleModel, inspector_for, tiny_spec
@@ -209,3 +211,77 @@ def test_warmup_runs_blank_frames_only_where_it_pays() -> None:
     assert [d.area_px for d in result.cameras[0].defects] == [800, 16]
     whole = inspector_for(OracleModel(), rules=RULES, mode="whole")
     assert whole.warmup([(150, 200)], always=True) > 0.0
+
+
+class _HeadOracle(torch.nn.Module):
+    """The oracle's masks plus image logits ``(N, 2)``: ``head`` for Crack, -10 for Blowhole."""
+
+    def __init__(self, head: float) -> None:
+        super().__init__()
+        self.oracle = OracleModel()
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(segmentation logits, image logits)."""
+        img = torch.tensor([[-10.0, self.head]], dtype=x.dtype).expand(x.shape[0], 2)
+        return self.oracle(x), img
+
+
+def _op_spec(rule: str, head: float | None = None) -> tuple[ModelSpec, OperatingPoint]:
+    spec = tiny_spec().model_copy(update={"architecture": "unet",
+                                          "encoder": "tu-efficientnet_lite0", "kwargs": {},
+                                          "image_head": True})
+    op = OperatingPoint.model_validate({
+        "rule": rule, "pixel_thresholds": {"Blowhole": 0.5, "Crack": 0.5},
+        "min_area_px": {"Blowhole": 100, "Crack": 100}, "head_threshold": head})
+    return spec, op
+
+
+def _inspector_with_op(model: torch.nn.Module, rule: str, head: float | None,
+                       rules: RulesConfig | None = None) -> Inspector:
+    from config.pipeline import PipelineConfig
+    from models.checkpoint import Checkpoint, make_meta
+
+    spec, op = _op_spec(rule, head)
+    meta = make_meta(name="op", spec=spec, state_dict=model.state_dict(),
+                     thresholds={"Blowhole": 0.5, "Crack": 0.5}, operating_point=op)
+    cfg = PipelineConfig.model_validate({"device": "cpu", "tile_size": 64, "min_area_px": 1})
+    return Inspector(Checkpoint(meta, model.eval()), pipeline=cfg, rules=rules)
+
+
+def test_the_model_operating_point_decides_by_default() -> None:
+    """No rules in the config: the checkpoint's operating point decides, in px even where a
+    scale is known (800 px >= 100 px fails, 16 px does not), and the result names it."""
+    ins = _inspector_with_op(OracleModel(), "segmentation", None)
+    result = ins.inspect([InputImage("cam0", _frame(), "Mono8")], mm_per_px={"cam0": 0.1})
+    assert result.verdict is Verdict.FAIL
+    assert result.reasons == ["Crack 800 px >= 100 px at (80, 40) on cam0 (score 1.00)"]
+    assert result.operating_point == ins.operating_point.op_id  # type: ignore[union-attr]
+    assert ins.model_info["operating_point"].startswith("op-")  # type: ignore[union-attr]
+    assert "model operating point" in str(ins.model_info["decision"])
+
+
+def test_config_rules_override_the_operating_point_and_say_so() -> None:
+    """rules.default in the config: those rules decide, and model_info says it overrides."""
+    ins = _inspector_with_op(OracleModel(), "segmentation", None, rules=RULES)
+    assert ins.operating_point is None and ins.decision_id == "config-rules"
+    assert "override" in str(ins.model_info["decision"])
+    result = ins.inspect([InputImage("cam0", _frame(), "Mono8")], mm_per_px={"cam0": 0.1})
+    assert result.reasons == ["Crack 8.0 mm2 >= 1.0 mm2 at (80, 40) on cam0 (score 1.00)"]
+    assert result.operating_point == "config-rules"
+
+
+def test_image_head_rule_fails_a_part_the_regions_would_pass() -> None:
+    """rule either: a clean frame with a confident head (logit 3 >= 2) fails with the head's
+    reason and its class; a head below its threshold passes; the part score is reported."""
+    clean = np.full((150, 200), 40, np.uint8)
+    sure = _inspector_with_op(_HeadOracle(3.0), "either", 2.0)
+    result = sure.inspect([InputImage("cam0", clean, "Mono8")])
+    assert result.verdict is Verdict.FAIL
+    assert result.reasons == ["part score 3.00 >= 2.00 on cam0 (image head; most likely Crack)"]
+    assert result.cameras[0].part_score == pytest.approx(3.0)
+    unsure = _inspector_with_op(_HeadOracle(1.0), "either", 2.0)
+    assert unsure.inspect([InputImage("cam0", clean, "Mono8")]).verdict is Verdict.PASS
+    head_only = _inspector_with_op(_HeadOracle(1.0), "image_head", 2.0)
+    big = head_only.inspect([InputImage("cam0", _frame(), "Mono8")])
+    assert big.verdict is Verdict.PASS  # regions do not decide under the head-only rule

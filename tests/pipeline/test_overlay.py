@@ -1,30 +1,108 @@
-"""Overlays: the defect is outlined in its class colour on a picture of the frame's size."""
+"""Overlays: defects outlined in their class colour, labels that never overlap, a banner that
+never covers a defect, outlines and labels that grow with the picture."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.overlay import colour, draw_overlay, to_display
+from pipeline.overlay import MIN_SIDE_PX, colour, draw_overlay, place_labels, to_display
 from pipeline.types import CameraResult, Defect, InputImage, Verdict
 
 
-def _result() -> CameraResult:
-    d = Defect(camera="cam0", class_name="Crack", class_index=2, area_px=400, area_mm2=None,
-               box=(20, 30, 20, 20), centroid=(29.5, 39.5), mean_score=0.9, max_score=0.95,
-               outline=[(20, 30), (39, 30), (39, 49), (20, 49)])
-    dmap = np.zeros((25, 25), np.uint8)
-    dmap[7:12, 5:10] = 2
-    return CameraResult("cam0", 100, 100, [d], dmap)
+def _defect(x: int, y: int, size: int = 20, cls: int = 2, name: str = "Crack") -> Defect:
+    return Defect(camera="cam0", class_name=name, class_index=cls, area_px=size * size,
+                  area_mm2=None, box=(x, y, size, size),
+                  centroid=(x + size / 2, y + size / 2), mean_score=0.9, max_score=0.95,
+                  outline=[(x, y), (x + size - 1, y), (x + size - 1, y + size - 1),
+                           (x, y + size - 1)])
+
+
+def _result(defects: list[Defect], h: int = 100, w: int = 100) -> CameraResult:
+    dmap = np.zeros((h // 4, w // 4), np.uint8)
+    return CameraResult("cam0", w, h, defects, dmap)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether two (x0, y0, x1, y1) rectangles share a pixel."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _near(pixels: np.ndarray, bgr: tuple[int, int, int]) -> np.ndarray:
+    return np.abs(pixels.astype(int) - np.array(bgr)).sum(axis=-1) < 60
 
 
 def test_overlay_outlines_in_class_colour() -> None:
-    """The outline's pixels carry the class colour; the picture keeps the frame's size."""
+    """The outline's pixels carry the class colour; a large frame keeps its size."""
+    image = InputImage("cam0", np.full((600, 600), 128, np.uint8), "Mono8")
+    out = draw_overlay(image, _result([_defect(200, 300, 100)], 600, 600), fill_alpha=0.0)
+    assert out.shape == (600, 600, 3) and out.dtype == np.uint8
+    assert _near(out[350, 295:305], colour(2)).any()  # the right edge, x = 299
+    assert tuple(int(v) for v in out[10, 10]) == (128, 128, 128)
+
+
+def test_small_frames_are_enlarged_and_outlines_stay_visible() -> None:
+    """A 100 px frame becomes a picture of at least MIN_SIDE_PX, enlarged by a whole factor,
+    and its outline is at least 2 px wide there."""
     image = InputImage("cam0", np.full((100, 100), 128, np.uint8), "Mono8")
-    out = draw_overlay(image, _result(), Verdict.FAIL, fill_alpha=0.0)
-    assert out.shape == (100, 100, 3) and out.dtype == np.uint8
-    near = np.abs(out[40, 38:41].astype(int) - np.array(colour(2))).sum(axis=1)
-    assert near.min() < 60  # anti-aliased line, so close to the colour, not exactly
-    assert tuple(int(v) for v in out[90, 90]) == (128, 128, 128)
+    out = draw_overlay(image, _result([_defect(20, 30)]), fill_alpha=0.0)
+    k = out.shape[0] // 100
+    assert out.shape == (100 * k, 100 * k, 3) and 100 * k >= MIN_SIDE_PX
+    row = _near(out[(30 + 10) * k, :], colour(2))  # a row through the defect's middle
+    runs = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(int), [0]])))
+    widths = runs[1::2] - runs[0::2]
+    assert len(widths) >= 2 and widths.min() >= 2  # left and right edges, each >= 2 px
+
+
+def test_outline_width_grows_with_the_picture() -> None:
+    """The outline of a defect on a 3000 px frame is wider than on a 600 px one."""
+
+    def width(side: int) -> int:
+        image = InputImage("cam0", np.full((side, side), 128, np.uint8), "Mono8")
+        d = _defect(side // 3, side // 3, side // 4)
+        out = draw_overlay(image, _result([d], side, side), fill_alpha=0.0)
+        row = _near(out[side // 3 + side // 8, : side // 2], colour(2))
+        return int(row.sum())
+
+    assert width(3000) > width(600) >= 2
+
+
+def test_banner_never_covers_a_defect() -> None:
+    """With a verdict, the banner is a band above the picture: the defect at the top left
+    corner keeps its outline, the picture below the band is the picture without banner."""
+    image = InputImage("cam0", np.full((600, 800), 128, np.uint8), "Mono8")
+    result = _result([_defect(0, 0, 60)], 600, 800)
+    plain = draw_overlay(image, result, None, fill_alpha=0.0)
+    bannered = draw_overlay(image, result, Verdict.FAIL, fill_alpha=0.0)
+    band = bannered.shape[0] - plain.shape[0]
+    assert band > 10 and bannered.shape[1] == plain.shape[1]
+    assert np.array_equal(bannered[band:], plain)
+    assert _near(bannered[band + 30, 0:6], colour(2)).any()
+
+
+def test_labels_of_defects_at_one_spot_do_not_overlap() -> None:
+    """Many defects at the same place: every label drawn lies apart from every other."""
+    boxes = [(100, 100, 140, 140)] * 6
+    spots = place_labels([(80, 20)] * 6, boxes, 400, 400)
+    drawn = [s for s in spots if s is not None]
+    assert len(drawn) >= 4
+    for i, a in enumerate(drawn):
+        for b in drawn[i + 1:]:
+            assert not _overlap(a, b), (a, b)
+        assert _overlap(a, (0, 0, 400, 400)) and min(a) >= 0 and max(a) <= 400
+
+
+def test_a_label_that_fits_nowhere_is_left_out() -> None:
+    """A label larger than the picture is not drawn (None), never printed over another."""
+    assert place_labels([(500, 20)], [(10, 10, 20, 20)], 100, 100) == [None]
+
+
+def test_labels_avoid_other_defects_when_they_can() -> None:
+    """A label is not put over a neighbouring defect's box when a free place exists."""
+    boxes = [(100, 100, 120, 120), (100, 70, 120, 98)]  # the second just above the first
+    spots = place_labels([(30, 10), (30, 10)], boxes, 400, 400)
+    first = spots[0]
+    assert first is not None
+    assert not _overlap(first, boxes[1])
 
 
 def test_display_of_deep_and_bayer_formats() -> None:

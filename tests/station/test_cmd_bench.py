@@ -147,8 +147,7 @@ def test_a_failing_run_is_recorded_and_the_others_still_count(
 
 def test_worst_cases_fit_a_sigmoid_head(tmp_path: Path) -> None:
     """The shipped model has a sigmoid head (no background channel): its speck map is specks
-    on background too (one 2 x 2 px region per 8 x 8 px, capped), its noise map a few
-    frame-wide regions."""
+    on background too (one 2 x 2 px region per 8 x 8 px, capped)."""
     out = tmp_path / "b.json"
     assert main(["bench", "--device", "cpu", "--size", "128x96", "--only-noise",
                  "--repeats", "1", "--json", str(out)]) == 0
@@ -156,4 +155,4 @@ def test_worst_cases_fit_a_sigmoid_head(tmp_path: Path) -> None:
     specks, noise = run["worst_case"]["specks"], run["worst_case"]["noise"]
     assert specks["regions"] == 12 * 16 and specks["capped"]
     assert specks["defect_pixels"] == 4 * specks["listed"] == 400
-    assert 1 <= noise["regions"] <= 5 and not noise["capped"]
+    assert noise["regions"] >= 1 and noise["postprocess_ms"] > 0

@@ -30,7 +30,6 @@ def test_station_evaluate_writes_report(tmp_path: Path, capsys: pytest.CaptureFi
             str(out),
             "--device",
             "cpu",
-            "--tta",
         ]
     )
     assert code == 0

@@ -17,8 +17,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "config" / "samples"
 
 
 def test_inspect_sample_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Two sample tiles give an overlay of the image's size and a JSON result each, and a
-    table with one row per image."""
+    """Two sample tiles give an overlay (the image enlarged by a whole factor, a banner band
+    above it) and a JSON result each, and a table with one row per image."""
     images = [SAMPLES / "Crack_exp1_num_265613.jpg", SAMPLES / "Free_exp0_num_743.jpg"]
     out = tmp_path / "out"
     code = main(["inspect", *map(str, images), "--out", str(out),
@@ -30,7 +30,9 @@ def test_inspect_sample_images(tmp_path: Path, capsys: pytest.CaptureFixture[str
         overlay = cv2.imread(str(out / f"{img.stem}.overlay.png"))
         original = cv2.imread(str(img))
         assert overlay is not None and original is not None
-        assert overlay.shape == original.shape
+        k = overlay.shape[1] // original.shape[1]
+        assert k >= 1 and overlay.shape[1] == k * original.shape[1]
+        assert overlay.shape[0] > k * original.shape[0]  # the banner's band
         record = json.loads((out / f"{img.stem}.json").read_text())
         assert record["verdict"] in ("PASS", "FAIL")
         assert record["model"]["model_id"] == read_checkpoint(DEFAULT_CHECKPOINT)[0].model_id

@@ -195,7 +195,15 @@ def test_cycle_timeout_is_an_error(tmp_path: Path) -> None:
         header = h.inspect()
         assert header["verdict"] == "ERROR"
         assert "cycle.cycle_timeout_s" in header["reasons"][0]
-        time.sleep(1.0)
+        # The daemon reports the abandoned cycle as a problem until its late result has come
+        # back and been discarded: wait for exactly that, then nothing more may be recorded.
+        stuck = "a cycle exceeded cycle.cycle_timeout_s and has not returned"
+
+        def late_result_discarded() -> bool:
+            status = request(h.command, {"command": "status"}, 5)["result"]
+            return stuck not in status["problems"] and status["queue"]["in_flight"] == 0
+
+        h.wait_for(late_result_discarded, 60, "the late result to come back and be discarded")
         counts = request(h.command, {"command": "status"}, 5)["result"]["counts"]
         assert counts == {"PASS": 0, "FAIL": 0, "ERROR": 1}
     finally:
@@ -215,3 +223,21 @@ def test_refused_calibration_makes_every_inspection_error(tmp_path: Path) -> Non
         assert any("40 days old" in p for p in status["problems"])
     finally:
         h.stop()
+
+
+def test_every_grabbed_frame_leaves_a_preview_jpeg(harness: Harness) -> None:
+    """Each verdict leaves one downscaled JPEG per camera where store.preview_path says
+    (storage.preview_px, for the HMI), and its encoding time is in timings_ms."""
+    import cv2
+    import numpy as np
+
+    from station.store import preview_path
+
+    header = harness.inspect("PREVIEW")
+    assert "preview" in header["timings_ms"]
+    for cam in header["cameras"]:
+        path = harness.daemon.data_dir / preview_path(
+            header["inspection_id"], header["started_at"], cam["camera"])
+        img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None  # the sample tiles are under 1024 px: kept at their size
+        assert img.shape[:2] == (cam["height"], cam["width"])

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from station.health import Notifier
 
@@ -66,7 +67,22 @@ def test_without_systemd_nothing_happens() -> None:
 
 
 def test_a_vanished_socket_is_logged_not_raised(tmp_path: Path) -> None:
-    """If systemd's socket is gone, notify logs and carries on."""
-    n = Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
-    n.ready()
-    n.close()
+    """If systemd's socket is gone, notify logs a warning naming the message and the error
+    instead of raising, and carries on: once the socket is back, the next message arrives."""
+    path = tmp_path / "gone"
+    n = Notifier({"NOTIFY_SOCKET": str(path)})
+    with structlog.testing.capture_logs() as logs:
+        n.ready("up")
+    assert len(logs) == 1, logs
+    assert logs[0]["event"] == "sd_notify failed" and logs[0]["log_level"] == "warning"
+    assert logs[0]["message"] == "READY=1\nSTATUS=up"
+    assert "No such file or directory" in logs[0]["error"]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(1.0)
+    try:
+        n.status("back")
+        assert sock.recv(1024) == b"STATUS=back"
+    finally:
+        sock.close()
+        n.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -84,4 +85,21 @@ def test_counts_survive_a_reopen(tmp_path: Path) -> None:
     assert store.counts() == {"PASS": 0, "FAIL": 1, "ERROR": 0}
     store.record(header(2), {})
     assert store.counts() == {"PASS": 1, "FAIL": 1, "ERROR": 0}
+    store.close()
+
+
+def test_previews_sit_beside_the_maps_under_the_same_budget(tmp_path: Path) -> None:
+    """A frame preview JPEG is written where preview_path says; maps and previews share
+    storage.max_disk_mb, so old previews are pruned with old maps."""
+    from station.store import preview_path
+
+    store = Store(tmp_path, max_disk_mb=0.01)  # ~10 KiB
+    started = "2026-11-22T10:00:00.000+00:00"
+    rel = store.write_map("id1", started, "cam0", b"j" * 4096, ".jpg")
+    os.utime(tmp_path / rel, (1e9, 1e9))  # the oldest file, whatever the clock's resolution
+    assert rel == preview_path("id1", started, "cam0") and (tmp_path / rel).read_bytes()[:1] == b"j"
+    for i in range(2, 6):
+        store.write_map(f"id{i}", started, "cam0", b"p" * 4096)
+    store.record(header(1), {})
+    assert not (tmp_path / rel).exists()  # the oldest file, a preview, went first
     store.close()

@@ -1,0 +1,134 @@
+"""Qualify models with the booth's own code: a :class:`models.scoring.Scorer` that runs
+``pipeline.Inspector`` (preprocessing, tiles, blending, thresholds, connected components), used
+by ``station evaluate`` to score a model and by ``station train`` to choose its operating point.
+
+So the figures a model is qualified with are the outputs the station will produce in the
+booth, not those of a second implementation.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from config.pipeline import PipelineConfig
+from config.rules import RulesConfig
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.data import load_dataset
+from models.evaluate import evaluate, evaluation_info, split_indices, write_report
+from pipeline.inspector import Inspector
+from pipeline.postprocess import classify, defect_probabilities
+from pipeline.types import InputImage
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+#: The camera name evaluation images go through the pipeline under.
+EVAL_CAMERA = "eval"
+
+
+class InspectorScorer:
+    """Images through ``pipeline.Inspector`` as grey ``Mono8`` frames of one camera."""
+
+    def __init__(self, inspector: Inspector) -> None:
+        self.inspector = inspector
+        self.classes = inspector.spec.defect_classes
+
+    @classmethod
+    def for_checkpoint(
+        cls, ckpt: Checkpoint, device: torch.device | str, pipeline: PipelineConfig | None = None
+    ) -> InspectorScorer:
+        """A scorer for ``ckpt`` on ``device`` with the pipeline settings (default: the
+        station's defaults, the booth's 384 px tiles with 25 % overlap)."""
+        raw = pipeline.model_dump() if pipeline is not None else {}
+        dev = torch.device(device)
+        raw["device"] = "cuda" if dev.type == "cuda" else "cpu"
+        return cls(Inspector(ckpt, pipeline=PipelineConfig.model_validate(raw),
+                             rules=RulesConfig.model_validate({})))
+
+    def probabilities(self, image: U8) -> tuple[F32, float | None]:
+        """Per-defect-class probabilities ``(K, H, W)`` and the image head's part score."""
+        ins = self.inspector
+        probs = ins.probabilities(InputImage(EVAL_CAMERA, image, "Mono8"))
+        p = defect_probabilities(probs, ins.spec.head)
+        score, _ = ins.part_score()
+        return p.float().cpu().numpy(), score
+
+    def largest_regions(self, probs: F32, thresholds: dict[str, float]) -> dict[str, int]:
+        """Per class, its largest defect as the station finds it at ``thresholds`` [px]
+        (components under ``pipeline.min_area_px`` do not exist there)."""
+        ins = self.inspector
+        with torch.inference_mode():
+            t = torch.from_numpy(probs).to(ins.device)
+            if thresholds == {c: ins.thresholds[c] for c in self.classes}:
+                result = ins.postprocess(EVAL_CAMERA, self._network_layout(t), None)
+                out = dict.fromkeys(self.classes, 0)
+                for d in result.defects:
+                    out[d.class_name] = max(out[d.class_name], d.area_px)
+                return out
+            ths = torch.tensor([thresholds[c] for c in self.classes], device=ins.device)
+            labels, _ = classify(t, ths, None)
+            lab = labels.cpu().numpy()
+        out = {}
+        for k, c in enumerate(self.classes):
+            m = (lab == k + 1).astype(np.uint8)
+            area = 0
+            if m.any():
+                _, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+                areas = stats[1:, cv2.CC_STAT_AREA]
+                areas = areas[areas >= ins.cfg.min_area_px]
+                area = int(areas.max()) if len(areas) else 0
+            out[c] = area
+        return out
+
+    def _network_layout(self, p: torch.Tensor) -> torch.Tensor:
+        """Defect-class probabilities ``(K, H, W)`` back into the network's ``(1, C, H, W)``
+        layout that ``Inspector.postprocess`` takes (softmax heads: background first)."""
+        if self.inspector.spec.head == "softmax":
+            bg = (1 - p.sum(dim=0, keepdim=True)).clamp(min=0)
+            return torch.cat([bg, p], dim=0).unsqueeze(0)
+        return p.unsqueeze(0)
+
+
+def scorer_factory(pipeline: PipelineConfig | None = None) -> Any:
+    """``(checkpoint, device) -> InspectorScorer`` for ``models.train.train``."""
+
+    def make(ckpt: Checkpoint, device: torch.device | str) -> InspectorScorer:
+        return InspectorScorer.for_checkpoint(ckpt, device, pipeline)
+
+    return make
+
+
+def run_evaluation(
+    model_path: str | Path,
+    data: str | Path,
+    fmt: str,
+    out: str | Path,
+    device: str = "cpu",
+    split_list: str | None = None,
+    group_pattern: str | None = None,
+    pipeline: PipelineConfig | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load, evaluate through the Inspector, write the report (``station evaluate``)."""
+    t0 = time.monotonic()
+    ckpt = load_checkpoint(model_path, "cpu")
+    ds = load_dataset(data, fmt, group_pattern)
+    indices = split_indices(ds, split_list)
+    scorer = InspectorScorer.for_checkpoint(ckpt, device, pipeline)
+    op = ckpt.meta.effective_operating_point()
+    acc = evaluate(scorer, ckpt.meta.spec.defect_classes, op, ds, indices, progress)
+    cfg = scorer.inspector.cfg
+    info = evaluation_info(
+        op, acc, model=str(model_path), model_id=ckpt.meta.model_id, data=str(data),
+        format=fmt, split_list=split_list, device=str(scorer.inspector.device),
+        pipeline=f"pipeline.Inspector, {cfg.mode} "
+        + (f"{cfg.tile_size} px tiles, overlap {cfg.overlap}" if cfg.mode == "tiled" else ""),
+        trained=ckpt.meta.trained, seconds=round(time.monotonic() - t0, 1),
+    )
+    return write_report(acc, Path(out), info)

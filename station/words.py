@@ -1,0 +1,35 @@
+"""How the station's messages read to people: the words ``station status`` prints and the
+HMI's Health view shows, written once so that both say the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def status_lines(st: dict[str, Any]) -> list[str]:
+    """A status message in words: the lines ``station status`` prints (and the HMI shows)."""
+    model = st["model"]
+    lines = [
+        f"{st['station']}: {st['state'].upper()}  (pid {st['pid']}, up {st['uptime_s']:.0f} s)",
+        f"  model   {model.get('model_id')}  "
+        f"{'trained' if model.get('trained') else 'UNTRAINED: verdicts mean nothing'}  "
+        f"on {model.get('device')}",
+    ]
+    if model.get("decision"):
+        lines.append(f"  decides {model.get('decision')}")
+    for cam in st["cameras"]:
+        lines.append(f"  camera  {cam['name']:<8} {cam['backend']:<8} "
+                     f"{'connected' if cam['connected'] else 'NOT CONNECTED'}  "
+                     f"{cam.get('detail', '')}")
+    lights = st["lights"]
+    lines.append(f"  lights  {lights.get('backend')}  "
+                 f"{'connected' if lights.get('connected') else 'not connected'}")
+    cal = st["calibration"]
+    age = cal.get("age_days")
+    lines.append(f"  calib   {cal.get('calibration_id') or 'none'}"
+                 + (f"  ({age:g} days old)" if age is not None else ""))
+    c = st["counts"]
+    lines.append(f"  counts  PASS {c['PASS']}  FAIL {c['FAIL']}  ERROR {c['ERROR']}   queue "
+                 f"{st['queue']['waiting']}/{st['queue']['depth']}")
+    lines.extend(f"  ! {p}" for p in st["problems"])
+    return lines

@@ -1,0 +1,33 @@
+"""Tests of station.words: the status in the words station status and the HMI share."""
+
+from __future__ import annotations
+
+from station.words import status_lines
+
+
+def test_status_lines_name_every_part_and_problem() -> None:
+    """State, model (trained or not), each camera, lights, calibration with its age, counts
+    and every problem get a line."""
+    st = {
+        "station": "booth-3", "state": "degraded", "pid": 42, "uptime_s": 61.4,
+        "model": {"model_id": "m1", "trained": False, "device": "cuda:0"},
+        "cameras": [{"name": "cam0", "backend": "genicam", "connected": True, "detail": "ok"},
+                    {"name": "cam1", "backend": "genicam", "connected": False,
+                     "detail": "timeout"}],
+        "lights": {"backend": "serial", "connected": False},
+        "calibration": {"calibration_id": "cal-7", "age_days": 12.25},
+        "counts": {"PASS": 10, "FAIL": 2, "ERROR": 1}, "queue": {"waiting": 1, "depth": 2},
+        "problems": ["camera cam1 not connected: timeout"],
+    }
+    assert status_lines(st) == [
+        "booth-3: DEGRADED  (pid 42, up 61 s)",
+        "  model   m1  UNTRAINED: verdicts mean nothing  on cuda:0",
+        "  camera  cam0     genicam  connected  ok",
+        "  camera  cam1     genicam  NOT CONNECTED  timeout",
+        "  lights  serial  not connected",
+        "  calib   cal-7  (12.25 days old)",
+        "  counts  PASS 10  FAIL 2  ERROR 1   queue 1/2",
+        "  ! camera cam1 not connected: timeout",
+    ]
+    st["calibration"] = {"calibration_id": None, "age_days": None}
+    assert "  calib   none" in status_lines(st)
