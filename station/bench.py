@@ -89,6 +89,7 @@ class BenchSettings:
     half_dtype: str = "float16"
     graphs: bool = True
     compile: bool = False
+    region_block: int = 4
     naive: bool = True
     only_noise: bool = False
     seed: int = 0
@@ -289,7 +290,7 @@ def _inspector(ckpt: Checkpoint, s: BenchSettings, mode: str) -> Inspector:
         "device": s.device, "tile_size": s.tile_size, "overlap": s.overlap,
         "batch_size": s.batch_size, "cuda_batch_size": s.cuda_batch_size, "half": s.half,
         "half_dtype": s.half_dtype, "cuda_graphs": s.graphs, "compile": s.compile,
-        "mode": mode,
+        "region_block": s.region_block, "mode": mode,
         "max_defects": 100_000,
     })
     return Inspector(ckpt, pipeline=pcfg, rules=RulesConfig.model_validate({}))
@@ -855,6 +856,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the network (compiled in the warm-up runs)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive reference")
+    p.add_argument("--region-block", type=int, default=4, metavar="PX",
+                   help="pipeline.region_block: block edge of the region labelling (default 4)")
     p.add_argument("--only-noise", action="store_true",
                    help="only the worst-case post-processing (no network runs)")
     p.add_argument("--e2e", action="store_true",
@@ -889,7 +892,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         overlap=args.overlap, batch_size=args.batch_size,
         cuda_batch_size=args.cuda_batch_size, half=not args.no_half,
         half_dtype="bfloat16" if args.bf16 else "float16", graphs=not args.no_graphs,
-        compile=args.compile,
+        compile=args.compile, region_block=args.region_block,
         naive=not args.no_naive, only_noise=args.only_noise,
     )
 

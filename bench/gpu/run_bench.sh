@@ -150,6 +150,8 @@ run_step b0 120 30 "${BENCH[@]}" --encoder efficientnet-b0 --mode both "${PIPE[@
   --json "$WORK/b0.json"
 run_step b7 180 45 "${BENCH[@]}" --encoder efficientnet-b7 --mode both "${PIPE[@]}" \
   --json "$WORK/b7.json"
+run_step noise-block8 60 20 "${BENCH[@]}" --encoder default --only-noise --region-block 8 \
+  "${PIPE[@]}" --json "$WORK/noise-block8.json"
 run_step e2e-whole 120 50 "${BENCH[@]}" --e2e --mode whole "${E2E_WHOLE[@]}" \
   --json "$WORK/e2e-whole.json"
 if [[ "${BENCH_COMPILE:-0}" == "1" ]]; then
@@ -168,7 +170,7 @@ for line in (work / "steps.tsv").read_text().splitlines():
     steps.append({"step": name, "status": status, "seconds": int(took), "exit": rc})
 merged = {"issue": 10, "smoke": smoke, "seconds": int(time.time()) - t0, "steps": steps,
           "environment": None, "pipeline": [], "e2e": {}}
-for name in ("lite0", "b0", "b7", "lite0-compile"):
+for name in ("lite0", "b0", "b7", "noise-block8", "lite0-compile"):
     f = work / f"{name}.json"
     if f.is_file():
         data = json.loads(f.read_text())
@@ -186,6 +188,11 @@ out.write_text(json.dumps(merged, indent=2) + "\n")
 print(f"wrote {out}")
 print("summary (median ms per frame; post-processing of the worst cases):")
 for r in merged["pipeline"]:
+    if r["step"] == "noise-block8":
+        wc = r["worst_case"]
+        print(f"  worst cases with region_block 8: noise {wc['noise']['postprocess_ms']:.2f} "
+              f"ms, specks {wc['specks']['postprocess_ms']:.2f} ms")
+        continue
     if r.get("error"):
         print(f"  {r['model'].get('name'):<16} {r['mode']:<6} FAILED: {r['error']}")
         continue
