@@ -22,6 +22,21 @@ class MessagingConfig(Section):
     send_hwm: int = Field(
         100, ge=1, le=100_000, description="Messages queued per subscriber before dropping [count]"
     )
+    handshake_timeout_s: float = Field(
+        5.0, ge=0.1, le=300,
+        description="A connection that has not completed the ZeroMQ handshake this long after "
+        "connecting is closed (ZMQ_HANDSHAKE_IVL) [s]",
+    )
+    heartbeat_interval_s: float = Field(
+        5.0, ge=0.1, le=3600,
+        description="The command and publish sockets ping every peer this often "
+        "(ZMQ_HEARTBEAT_IVL) [s]",
+    )
+    heartbeat_timeout_s: float = Field(
+        15.0, ge=0.1, le=3600,
+        description="A peer that has sent nothing, not even a heartbeat, for this long is "
+        "disconnected (ZMQ_HEARTBEAT_TIMEOUT; also sent to peers as ZMQ_HEARTBEAT_TTL) [s]",
+    )
     status_interval_s: float = Field(
         5.0, gt=0, le=3600, description="Period of the published status message [s]"
     )

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+import zmq
 
 from config import StationConfig
-from config.errors import DriverError
+from config.errors import DriverError, StationError
 from station.cycle import CalibrationState
 from station.daemon import Daemon
 from station.health import Notifier
@@ -84,20 +85,51 @@ def with_exposure(cfg: StationConfig, exposure: dict[str, dict[str, float]]) -> 
     return new
 
 
+def check_endpoints(cfg: StationConfig) -> None:
+    """Bind and release both endpoints, so that a taken port is reported before the model
+    loads (seconds) rather than after; ``Daemon.bind`` binds them for good."""
+    m = cfg.messaging
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        for kind, endpoint, key in ((zmq.PUB, m.publish, "publish"),
+                                    (zmq.ROUTER, m.command, "command")):
+            sock = ctx.socket(kind)
+            sock.setsockopt(zmq.LINGER, 0)
+            try:
+                sock.bind(endpoint)
+            except zmq.ZMQError as exc:
+                raise StationError(
+                    f"messaging.{key} = {endpoint!r}: cannot bind ({exc}); is another station "
+                    f"running? Choose a free endpoint with --set messaging.{key}="
+                    "tcp://127.0.0.1:PORT"
+                ) from exc
+            finally:
+                sock.close(0)
+    finally:
+        ctx.term()
+
+
 def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None = None) -> Daemon:
     """Open everything the config names and return a daemon ready to ``start()``.
 
-    The model must load (nothing works without it); lights and cameras that fail to open
-    are reported and retried while the daemon serves ERROR verdicts.
+    Cheap checks come first (the files the config names, the data directory, the
+    endpoints), then the model, which must
+    load (nothing works without it); lights and cameras that fail to open are reported and
+    retried while the daemon serves ERROR verdicts.
     """
     from drivers.cameras import CameraRig, open_camera
     from drivers.lights import open_lights
     from pipeline import Inspector
+    from station.preflight import require_paths
+    from station.store import prepare_data_dir
 
+    require_paths(cfg)
+    prepare_data_dir(data_dir)
+    log.info("data directory", path=str(data_dir))
+    check_endpoints(cfg)
     inspector = Inspector.from_config(cfg)
     log.info("model loaded", **{k: v for k, v in inspector.model_info.items()
                                  if k in ("model_id", "trained", "device", "encoder")})
-    lights = open_lights(cfg.lights)
     daemon_ref: list[Daemon] = []
     early: list[tuple[str, dict[str, object]]] = []  # events before the daemon exists
 
@@ -106,6 +138,8 @@ def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None =
             daemon_ref[0].event(kind, dict(data))
         else:
             early.append((kind, dict(data)))
+
+    lights = open_lights(cfg.lights, on_event=on_event)
 
     exposure = calibrated_exposure(cfg, data_dir)
     cameras = [open_camera(c, cfg.base_dir) for c in with_exposure(cfg, exposure).cameras]
@@ -133,10 +167,15 @@ def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None =
         log.error("pipeline warm-up failed", error=f"{type(exc).__name__}: {exc}")
     serials = {h.name: h.serial for h in rig.health()}
     calibration, cal_info = load_calibration_state(cfg, data_dir, serials)
-    daemon = Daemon(
-        cfg, data_dir, inspector=inspector, rig=rig, lights=lights,
-        calibration=calibration, calibration_info=cal_info, notifier=notifier,
-    )
+    try:
+        daemon = Daemon(
+            cfg, data_dir, inspector=inspector, rig=rig, lights=lights,
+            calibration=calibration, calibration_info=cal_info, notifier=notifier,
+        )
+    except BaseException:  # the store failed: close what was opened before raising
+        lights.close()
+        rig.close()
+        raise
     daemon_ref.append(daemon)
     for kind, data in early:
         daemon.event(kind, data)
@@ -144,5 +183,5 @@ def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None =
         lights.open()
     except DriverError as exc:
         log.error("lights did not open; inspections are ERROR until they do", error=str(exc))
-        daemon.event("lights_fault", {"reason": str(exc)})
+        daemon.event("lights_fault", {"reason": str(exc), "during": "open"})
     return daemon

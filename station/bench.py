@@ -834,7 +834,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "efficientnet-b7, tu-efficientnet_lite0); default: the checkpoint only")
     p.add_argument("--model", metavar="CKPT", default="default",
                    help="checkpoint for 'default' (default: the shipped model)")
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="where to run (default auto: CUDA when present)")
     p.add_argument("--size", metavar="WxH",
                    help=f"frame size (default {FULL_SIZE[0]}x{FULL_SIZE[1]} on CUDA, "
                    f"{CPU_SIZE[0]}x{CPU_SIZE[1]} on the CPU)")
@@ -842,8 +843,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measured runs (default 10 on CUDA, 1 on the CPU)")
     p.add_argument("--warmup", type=int, metavar="N",
                    help="unmeasured runs first (default 1)")
-    p.add_argument("--tile-size", type=int, default=384, metavar="PX")
-    p.add_argument("--overlap", type=float, default=0.25)
+    p.add_argument("--tile-size", type=int, default=384, metavar="PX",
+                   help="tile edge (default 384 px)")
+    p.add_argument("--overlap", type=float, default=0.25,
+                   help="tile overlap, a fraction of the tile (default 0.25)")
     p.add_argument("--batch-size", type=int, default=8, metavar="N",
                    help="tiles per pass on the CPU (default 8)")
     p.add_argument("--cuda-batch-size", type=int, default=0, metavar="N",

@@ -13,6 +13,7 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 import structlog
 
@@ -43,8 +44,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class QuietPipe:
+    """``sys.stdout`` that goes quiet once its reader has gone (``station status | head -1``).
+
+    The first write or flush that meets a closed pipe points the descriptor at /dev/null, so
+    the command finishes and exits with its own code (trigger: the verdict's), without a
+    BrokenPipeError traceback.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        """Write, or swallow the text once the reader has gone."""
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        """Flush, or drop the buffer once the reader has gone."""
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        self.reader_gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``station`` script; returns the exit code."""
+    out = sys.stdout
+    quiet = QuietPipe(out)
+    sys.stdout = quiet
+    try:
+        return _main(argv)
+    finally:
+        quiet.flush()
+        sys.stdout = out
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # Logs go to stderr so that stdout stays clean for --json output; `station run`

@@ -2,7 +2,10 @@
 
 Fail safe: only a complete, successful pass through every step is a PASS or FAIL; any
 exception, incomplete frame or refused calibration makes the inspection ERROR with a reason.
-The lights are switched off in a ``finally`` whatever happens.
+The lights are switched off in a ``finally`` whatever happens, and an all-off the controller
+did not confirm (``health().fault``) makes the inspection ERROR too: the part was judged, but
+the booth is not safe. Every lights fault of a cycle comes back as a ``lights_fault`` event in
+``Outcome.events`` for the daemon to publish.
 """
 
 from __future__ import annotations
@@ -66,12 +69,14 @@ class CalibrationState:
 
 @dataclass
 class Outcome:
-    """The result of one cycle: the verdict header, one PNG per camera map and one
-    downscaled JPEG per frame grabbed (``storage.preview_px``; kept, never published)."""
+    """The result of one cycle: the verdict header, one PNG per camera map, one downscaled
+    JPEG per frame grabbed (``storage.preview_px``; kept, never published), and the events
+    (kind, data) the cycle gives rise to (``lights_fault``)."""
 
     header: VerdictHeader
     maps: dict[str, bytes]
     previews: dict[str, bytes] = field(default_factory=dict)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def new_inspection_id(now: datetime | None = None) -> str:
@@ -168,8 +173,15 @@ def run_cycle(
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     reasons: list[str] = []
+    events: list[tuple[str, dict[str, Any]]] = []
     frames: list[Frame] = []
     result: PipelineResult | None = None
+
+    def lights_fault(during: str, reason: str) -> None:
+        events.append(("lights_fault", {
+            "inspection_id": inspection_id, "part_id": part_id, "during": during,
+            "reason": reason,
+        }))
 
     def lap(name: str, since: float) -> float:
         now = time.perf_counter()
@@ -185,7 +197,11 @@ def run_cycle(
         lights_on = False
         try:
             if lights is not None:
-                lights.on()
+                try:
+                    lights.on()  # a failure switches everything off again before it raises
+                except LightError as exc:
+                    lights_fault("on", str(exc))
+                    raise
                 lights_on = True
                 if cfg.lights.settle_ms:
                     time.sleep(cfg.lights.settle_ms / 1000)
@@ -193,11 +209,14 @@ def run_cycle(
             frames = rig.acquire()
             t = lap("acquire", t)
         finally:
-            if lights is not None and lights_on:
-                try:
-                    lights.off()
-                except LightError as exc:
-                    reasons.append(_reason("lights did not switch off", exc))
+            if lights is not None:
+                if lights_on:
+                    lights.off()  # never raises: whether it was confirmed is in health()
+                fault = lights.health().fault
+                if fault:
+                    when = " after the grab" if lights_on else ""
+                    reasons.append(f"lights did not switch off{when}: {fault}")
+                    lights_fault("off", fault)
         images = frames_to_images(frames)
         mm = {c.name: c.mm_per_px for c in cfg.cameras if c.mm_per_px is not None}
         t = time.perf_counter()
@@ -269,19 +288,22 @@ def run_cycle(
         maps=list(maps),
         map_downscale=cfg.pipeline.defect_map_downscale,
     )
-    return Outcome(header=header, maps=maps, previews=previews)
+    return Outcome(header=header, maps=maps, previews=previews, events=events)
 
 
 def error_outcome(
     cfg: StationConfig, inspection_id: str, part_id: str | None, reason: str,
     model_info: Mapping[str, object], calibration_id: str | None,
+    started_at: str | None = None,
 ) -> Outcome:
-    """An ERROR verdict for an inspection that never ran its cycle (aborted, timed out)."""
+    """An ERROR verdict for an inspection that never ran its cycle (aborted, timed out,
+    interrupted by a restart: then ``started_at`` is when it was accepted)."""
     now = iso(time.time())
     return Outcome(
         header=VerdictHeader(
             station=cfg.name, inspection_id=inspection_id, part_id=part_id, verdict="ERROR",
-            reasons=[reason], started_at=now, finished_at=now, duration_ms=0.0, timings_ms={},
+            reasons=[reason], started_at=started_at or now, finished_at=now, duration_ms=0.0,
+            timings_ms={},
             model=ModelOut(
                 model_id=str(model_info.get("model_id")), trained=bool(model_info.get("trained")),
                 operating_point=str(model_info.get("operating_point") or "") or None,

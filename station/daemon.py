@@ -10,6 +10,12 @@ Threads and who owns what:
   drains and publishes on topic ``event``.
 
 A trigger that finds the job queue full is answered ``BUSY``; it is never dropped in silence.
+
+Every request gets exactly one reply, whatever its bytes (``station.messaging.requests``), and
+every accepted inspection exactly one verdict: it is marked in the store before it is
+acknowledged, recorded with its verdict, and closed as ERROR "interrupted by a restart" at the
+next start if a crash took it. During shutdown the command socket keeps answering (``inspect``
+with ``SHUTTING_DOWN``) until the moment it closes.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import dataclasses
 import json
 import os
 import queue
+import resource
 import signal
 import threading
 import time
@@ -40,16 +47,25 @@ from station.cycle import (
     Inspects,
     Outcome,
     error_outcome,
+    iso,
     new_inspection_id,
     run_cycle,
 )
 from station.health import Notifier
-from station.messaging.requests import encode, error_reply, ok_reply, parse_request
+from station.messaging import jsonio
+from station.messaging.requests import (
+    FALLBACK_REPLY,
+    encode,
+    error_reply,
+    ok_reply,
+    read_request,
+)
 from station.messaging.wire import (
     EventMessage,
     InspectRequest,
     PingRequest,
     Reply,
+    Request,
     StatusMessage,
     StatusRequest,
 )
@@ -59,6 +75,31 @@ log = structlog.get_logger(__name__)
 
 POLL_MS = 20
 MAX_REQUESTS_PER_TURN = 64
+#: At shutdown: how long hardware may take to close while requests are still answered [s].
+CLOSE_TIMEOUT_S = 3.0
+#: At shutdown: the command socket closes after this long without a request [s] ...
+FINAL_QUIET_S = 0.1
+#: ... or after this long in all [s].
+FINAL_DRAIN_S = 1.0
+#: The reason given to accepted inspections a crash or kill interrupted.
+INTERRUPTED = "interrupted by a restart"
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard limit; return (soft, hard) after.
+
+    Each connection to the sockets holds one descriptor (as do cameras, the serial port and
+    the store). Under systemd the unit's ``LimitNOFILE`` sets both limits.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit", soft=soft, hard=hard,
+                        error=str(exc))
+    return soft, hard
 
 
 @dataclass
@@ -101,6 +142,7 @@ class Daemon:
         self._outcomes: queue.Queue[tuple[Job, Outcome]] = queue.Queue()
         self._events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=1000)
         self._stop = threading.Event()
+        self._signal: str | None = None  # the signal that asked to stop, logged by serve()
         self._in_flight: Job | None = None
         self._in_flight_lock = threading.Lock()
         self._started_at = time.monotonic()
@@ -120,17 +162,32 @@ class Daemon:
             log.warning("event dropped: queue full", kind=kind)
 
     def bind(self) -> None:
-        """Bind the PUB and ROUTER sockets; a clear error if an endpoint is taken."""
+        """Bind the PUB and ROUTER sockets; a clear error if an endpoint is taken.
+
+        Connections that never speak ZeroMQ are closed: a ZMTP 1.0/2.0 greeting (which is
+        what HTTP or random bytes look like) is refused because a ZAP domain is set, a
+        handshake not completed within ``messaging.handshake_timeout_s`` is dropped, and a
+        peer silent for ``messaging.heartbeat_timeout_s`` (not even answering heartbeats) is
+        disconnected. Each open connection holds one file descriptor.
+        """
         m = self.cfg.messaging
         pub = self._ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.LINGER, 500)
         pub.setsockopt(zmq.SNDHWM, m.send_hwm)
         router = self._ctx.socket(zmq.ROUTER)
-        router.setsockopt(zmq.LINGER, 500)
         # A hard bound against memory abuse: far larger frames cut the connection; frames
         # between max_request_bytes and this get a TOO_LARGE reply.
         router.setsockopt(zmq.MAXMSGSIZE, max(16 * m.max_request_bytes, 1 << 20))
         router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        for sock in (pub, router):
+            sock.setsockopt(zmq.LINGER, 500)
+            sock.setsockopt(zmq.HANDSHAKE_IVL, round(m.handshake_timeout_s * 1000))
+            sock.setsockopt(zmq.HEARTBEAT_IVL, round(m.heartbeat_interval_s * 1000))
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, round(m.heartbeat_timeout_s * 1000))
+            sock.setsockopt(zmq.HEARTBEAT_TTL, min(round(m.heartbeat_timeout_s * 1000),
+                                                   6_553_500))
+            # With a ZAP domain set libzmq refuses pre-ZMTP-3 peers; with no ZAP handler in
+            # the process, ZMTP 3 clients (NULL mechanism) are let in as before.
+            sock.setsockopt(zmq.ZAP_DOMAIN, b"station")
         for sock, endpoint, key in ((pub, m.publish, "publish"), (router, m.command, "command")):
             try:
                 sock.bind(endpoint)
@@ -145,8 +202,10 @@ class Daemon:
         log.info("sockets bound", publish=m.publish, command=m.command)
 
     def start(self) -> None:
-        """Bind sockets, start the worker, tell systemd we are ready."""
+        """Bind sockets, close what a crash interrupted, start the worker, tell systemd."""
+        soft, _ = raise_fd_limit()
         self.bind()
+        self._close_interrupted()
         self._worker.start()
         info = self.inspector.model_info
         if not info.get("trained"):
@@ -157,17 +216,23 @@ class Daemon:
         self.notifier.ready(f"ready: {self.cfg.name}")
         self.publish_status()
         log.info("station ready", station=self.cfg.name, model=info.get("model_id"),
-                 trained=info.get("trained"), pid=os.getpid())
+                 trained=info.get("trained"), pid=os.getpid(), data_dir=str(self.data_dir),
+                 open_files_limit=soft)
 
     def stop(self) -> None:
         """Ask the main loop to stop (signal-safe)."""
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT stop the daemon cleanly."""
+        """SIGTERM and SIGINT stop the daemon cleanly.
+
+        The handler only sets flags: it runs between two bytecodes of the main thread, which
+        may be inside a log write holding the logger's lock, so logging from it could
+        deadlock (it did: a SIGTERM during the "station ready" line hung the daemon).
+        """
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("signal received, stopping", signal=signal.Signals(signum).name)
+            self._signal = signal.Signals(signum).name
             self.stop()
 
         signal.signal(signal.SIGTERM, handler)
@@ -182,39 +247,52 @@ class Daemon:
         poller.register(self._router, zmq.POLLIN)
         next_status = time.monotonic() + self.cfg.messaging.status_interval_s
         while not self._stop.is_set():
-            self._turn(poller)
-            now = time.monotonic()
-            if now >= next_status:
-                self.publish_status()
-                next_status = now + self.cfg.messaging.status_interval_s
+            try:
+                self._turn(poller)
+                now = time.monotonic()
+                if now >= next_status:
+                    next_status = now + self.cfg.messaging.status_interval_s
+                    self.publish_status()
+            except Exception:  # a bug must not stop the station; a repeating one stops the
+                # watchdog pings (they come last in a turn), and systemd restarts the daemon
+                log.exception("main loop turn failed; serving on")
+                time.sleep(POLL_MS / 1000)
+        if self._signal is not None:
+            log.info("signal received, stopping", signal=self._signal)
         self._shutdown(poller)
 
     def _turn(self, poller: zmq.Poller) -> None:
         events = dict(poller.poll(POLL_MS))
         if self._router is not None and self._router in events:
-            for _ in range(MAX_REQUESTS_PER_TURN):
-                try:
-                    frames = self._router.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._handle(frames)
+            self._read_requests(MAX_REQUESTS_PER_TURN)
         self._drain_outcomes()
         self._drain_events()
         self._check_cycle_timeout()
         self.notifier.watchdog()
 
+    def _read_requests(self, limit: int) -> int:
+        """Answer up to ``limit`` waiting requests; returns how many there were."""
+        assert self._router is not None
+        for done in range(limit):
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return done
+            except zmq.ZMQError as exc:  # never seen; a socket error must not stop the loop
+                log.error("command socket receive failed", error=str(exc))
+                return done
+            self._handle(frames)
+        return limit
+
     def _shutdown(self, poller: zmq.Poller) -> None:
         log.info("stopping: no new triggers")
         self.notifier.stopping()
         # Queued jobs never started: each gets an ERROR verdict.
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                self._finish(job, self._error(job, "aborted: the station is shutting down"))
-        self._jobs.put(None)
+        self._fail_queued("aborted: the station is shutting down")
+        try:
+            self._jobs.put_nowait(None)
+        except queue.Full:  # cannot happen: only this thread puts, and it just emptied it
+            log.error("job queue full at shutdown")
         deadline = time.monotonic() + self.cfg.cycle.shutdown_timeout_s
         while self._worker.is_alive() and time.monotonic() < deadline:
             self._turn(poller)
@@ -225,16 +303,37 @@ class Daemon:
         if self._worker.is_alive() and job is not None and not job.abandoned:
             job.abandoned = True
             self._finish(job, self._error(job, "aborted: the cycle did not finish at shutdown"))
-        self._close_hardware()
+        # Hardware closes in a helper thread; requests are answered meanwhile.
+        closer = threading.Thread(target=self._close_hardware, name="close", daemon=True)
+        closer.start()
+        close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        while closer.is_alive() and time.monotonic() < close_deadline:
+            self._turn(poller)
+            closer.join(0.0)
+        if closer.is_alive():
+            log.error("hardware did not close in time", limit_s=CLOSE_TIMEOUT_S)
         self.publish_status(state="stopping")
         self._drain_events()
+        self._final_answers(poller)
         for sock in (self._router, self._pub):
             if sock is not None:
-                sock.close(linger=200)
+                sock.close(linger=500)
         self._ctx.term()
         self.store.close()
         self.notifier.close()
         log.info("stopped")
+
+    def _final_answers(self, poller: zmq.Poller) -> None:
+        """Answer what arrives until the command socket has been quiet for FINAL_QUIET_S
+        (at most FINAL_DRAIN_S), so that a request sent just before the end is answered."""
+        end = time.monotonic() + FINAL_DRAIN_S
+        quiet_since = time.monotonic()
+        while time.monotonic() < end and time.monotonic() - quiet_since < FINAL_QUIET_S:
+            events = dict(poller.poll(round(FINAL_QUIET_S * 500)))
+            if (self._router is not None and self._router in events
+                    and self._read_requests(MAX_REQUESTS_PER_TURN)):
+                quiet_since = time.monotonic()
+            self._drain_outcomes()
 
     def abort(self) -> None:
         """Close what ``build_daemon`` opened when start-up fails before ``serve()``."""
@@ -261,70 +360,112 @@ class Daemon:
     # --- requests ---------------------------------------------------------------------------
 
     def _send(self, envelope: list[bytes], reply: Reply) -> None:
+        """Send one reply frame on ``envelope``'s route; never raises."""
         assert self._router is not None
         try:
-            self._router.send_multipart([*envelope, encode(reply)], zmq.NOBLOCK)
+            body = encode(reply)
+        except Exception:  # encode does not raise; if it ever did, the reply still goes out
+            log.exception("reply could not be encoded")
+            body = FALLBACK_REPLY
+        try:
+            self._router.send_multipart([*envelope, body], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             log.warning("reply not delivered", error=str(exc))
 
     def _handle(self, frames: list[bytes]) -> None:
-        # REQ clients: [identity, b"", body]; DEALER clients: [identity, body].
-        if b"" in frames[1:]:
-            split = len(frames) - 1 - frames[::-1].index(b"")
-            envelope, body = frames[: split + 1], frames[split + 1 :]
-        else:
-            envelope, body = frames[:1], frames[1:]
-        if len(body) != 1:
-            self._send(envelope, error_reply(
-                "BAD_REQUEST", f"a request is one JSON frame; got {len(body)} frames"))
-            return
-        parsed = parse_request(body[0], self.cfg.messaging.max_request_bytes)
-        if isinstance(parsed, Reply):
-            log.info("request refused", code=parsed.error.code if parsed.error else None)
-            self._send(envelope, parsed)
-            return
+        """Answer one message from the command socket: exactly one reply, now or (inspect
+        with ``wait``) after the verdict. Never raises."""
         try:
-            if isinstance(parsed, PingRequest):
-                self._send(envelope, ok_reply("ping", {
-                    "station": self.cfg.name, "pid": os.getpid(),
-                    "uptime_s": round(time.monotonic() - self._started_at, 3),
-                }, parsed.request_id))
-            elif isinstance(parsed, StatusRequest):
-                self._send(envelope, ok_reply(
-                    "status", self.status().model_dump(by_alias=True, mode="json"),
-                    parsed.request_id))
-            elif isinstance(parsed, InspectRequest):
-                self._inspect(envelope, parsed)
+            incoming = read_request(frames, self.cfg.messaging.max_request_bytes)
+        except Exception as exc:  # read_request does not raise (fuzzed); belt and braces
+            log.exception("request parsing failed")
+            self._send(frames[:1], error_reply("INTERNAL", f"{type(exc).__name__}: {exc}"))
+            return
+        if incoming.refusal is not None:
+            err = incoming.refusal.error
+            log.info("request refused", code=err.code if err else None,
+                     message=err.message[:200] if err else None)
+            self._send(incoming.envelope, incoming.refusal)
+            return
+        request = incoming.request
+        assert request is not None
+        try:
+            reply = self._answer(incoming.envelope, request)
         except Exception as exc:  # a bug must not take the daemon down
             log.exception("request failed")
-            self._send(envelope, error_reply(
-                "INTERNAL", f"{type(exc).__name__}: {exc}", parsed.command, parsed.request_id))
+            reply = error_reply("INTERNAL", f"{type(exc).__name__}: {exc}", request.command,
+                                request.request_id)
+        if reply is not None:
+            self._send(incoming.envelope, reply)
 
-    def _inspect(self, envelope: list[bytes], req: InspectRequest) -> None:
+    def _answer(self, envelope: list[bytes], request: Request) -> Reply | None:
+        """The reply to a valid request; None when it comes later (a queued ``wait``)."""
+        if isinstance(request, PingRequest):
+            return ok_reply("ping", {
+                "station": self.cfg.name, "pid": os.getpid(),
+                "uptime_s": round(time.monotonic() - self._started_at, 3),
+            }, request.request_id)
+        if isinstance(request, StatusRequest):
+            return ok_reply("status", self.status().model_dump(by_alias=True, mode="json"),
+                            request.request_id)
+        if isinstance(request, InspectRequest):
+            return self._inspect(envelope, request)
+        return error_reply("INTERNAL", f"no handler for {request.command!r}", request.command,
+                           request.request_id)
+
+    def _inspect(self, envelope: list[bytes], req: InspectRequest) -> Reply | None:
+        """Accept a trigger (marked in the store first) or refuse it; nothing after the job is
+        queued can fail, so a queued ``wait`` job gets its verdict as its one reply."""
         if self._stop.is_set():
-            self._send(envelope, error_reply(
+            return error_reply(
                 "SHUTTING_DOWN", "the station is stopping and takes no new triggers",
-                "inspect", req.request_id))
-            return
+                "inspect", req.request_id)
+        if self._jobs.full():  # only this thread puts: not full now means the put succeeds
+            return error_reply(
+                "BUSY",
+                f"{self.cfg.cycle.queue_depth} inspection(s) already waiting "
+                "(cycle.queue_depth); trigger again after the next verdict",
+                "inspect", req.request_id)
         job = Job(
             inspection_id=new_inspection_id(), part_id=req.part_id,
             envelope=envelope if req.wait else None, request_id=req.request_id,
         )
         try:
-            self._jobs.put_nowait(job)
-        except queue.Full:
-            self._send(envelope, error_reply(
-                "BUSY",
-                f"{self.cfg.cycle.queue_depth} inspection(s) already waiting "
-                "(cycle.queue_depth); trigger again after the next verdict",
-                "inspect", req.request_id))
-            return
+            self.store.accept(job.inspection_id, job.part_id, iso(time.time()))
+        except StationError as exc:
+            log.error("trigger not recorded, so not accepted", error=str(exc))
+            return error_reply(
+                "STORE_ERROR",
+                f"the trigger could not be recorded in the inspection store ({exc}); nothing "
+                "was inspected; see `station status` and the station's log",
+                "inspect", req.request_id)
+        self._jobs.put_nowait(job)
         log.info("inspection queued", inspection_id=job.inspection_id, part_id=job.part_id)
-        if not req.wait:
-            self._send(envelope, ok_reply("inspect", {
-                "inspection_id": job.inspection_id, "part_id": job.part_id,
-                "queued": self._jobs.qsize(),
-            }, req.request_id))
+        if req.wait:
+            return None
+        return ok_reply("inspect", {
+            "inspection_id": job.inspection_id, "part_id": job.part_id,
+            "queued": self._jobs.qsize(),
+        }, req.request_id)
+
+    def _close_interrupted(self) -> None:
+        """Accepted inspections a crash left without a verdict: ERROR, recorded, published."""
+        try:
+            unfinished = self.store.unfinished()
+        except StationError as exc:
+            log.error("accepted triggers could not be read", error=str(exc))
+            return
+        for inspection_id, part_id, accepted_at in unfinished:
+            job = Job(inspection_id=inspection_id, part_id=part_id)
+            log.warning("inspection interrupted by a restart", inspection_id=inspection_id,
+                        part_id=part_id, accepted_at=accepted_at)
+            self._finish(job, error_outcome(
+                self.cfg, inspection_id, part_id,
+                f"{INTERRUPTED}: accepted at {accepted_at}, the station stopped before its "
+                "verdict",
+                self.inspector.model_info, self.calibration.calibration_id,
+                started_at=accepted_at,
+            ))
 
     # --- the cycle worker -------------------------------------------------------------------
 
@@ -346,6 +487,8 @@ class Daemon:
                 outcome = self._error(job, f"internal error: {type(exc).__name__}: {exc}")
             with self._in_flight_lock:
                 self._in_flight = None
+            for kind, data in outcome.events:
+                self.event(kind, data)
             self._outcomes.put((job, outcome))
 
     def _acquirer(self) -> Acquirer | None:
@@ -357,10 +500,28 @@ class Daemon:
             self.calibration.calibration_id,
         )
 
+    def _fail_queued(self, reason: str) -> None:
+        """Finish every job still waiting in the queue as ERROR (the sentinel stays)."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:  # the shutdown sentinel: put back for the worker
+                self._jobs.put_nowait(None)
+                return
+            self._finish(job, self._error(job, reason))
+
     def _check_cycle_timeout(self) -> None:
         with self._in_flight_lock:
             job = self._in_flight
-        if job is None or job.abandoned or job.started is None:
+        if job is not None and job.abandoned:
+            # The worker is stuck in a cycle given up on: nothing queued would ever run.
+            self._fail_queued(
+                "not run: the previous cycle is stuck (over cycle.cycle_timeout_s = "
+                f"{self.cfg.cycle.cycle_timeout_s:g} s) and has not returned")
+            return
+        if job is None or job.started is None:
             return
         if time.monotonic() - job.started > self.cfg.cycle.cycle_timeout_s:
             job.abandoned = True
@@ -416,7 +577,7 @@ class Daemon:
     def _publish(self, topic: str, header: dict[str, Any], parts: Sequence[bytes] = ()) -> None:
         assert self._pub is not None
         try:
-            self._pub.send_multipart([topic.encode(), json.dumps(header).encode(), *parts])
+            self._pub.send_multipart([topic.encode(), jsonio.dumps(header), *parts])
         except zmq.ZMQError as exc:
             log.warning("publish failed", topic=topic, error=str(exc))
 
@@ -426,11 +587,15 @@ class Daemon:
                 kind, data = self._events.get_nowait()
             except queue.Empty:
                 return
+            # whatever a driver put in, the event goes out as plain JSON
+            data = json.loads(jsonio.dumps(data)) if isinstance(data, dict) else {
+                "value": json.loads(jsonio.dumps(data))}
             msg = EventMessage(
-                station=self.cfg.name, kind=kind,
+                station=self.cfg.name, kind=str(kind),
                 time=datetime.now(UTC).isoformat(timespec="milliseconds"), data=data,
             )
-            log.info("event", kind=kind, **{k: v for k, v in data.items() if k != "kind"})
+            log.info("event", event_kind=kind, **{k: v for k, v in data.items()
+                                                  if k not in ("kind", "event")})
             self._publish("event", msg.model_dump(by_alias=True, mode="json"))
 
     def status(self, state: str | None = None) -> StatusMessage:
@@ -453,6 +618,9 @@ class Daemon:
             lights = _plain(lh)
             if not lh.connected and lh.backend != "none":
                 problems.append(f"lights not connected: {lh.detail}")
+            if lh.fault:
+                problems.append(f"lights may be on: {lh.fault}; the guard keeps switching "
+                                "them off")
         problems.extend(self.calibration.refuse_reasons)
         problems.extend(self.calibration_info.get("warnings", []))
         if self._stuck_cycles:
@@ -466,7 +634,7 @@ class Daemon:
             counts=self.store.counts(),
             queue={"waiting": self._jobs.qsize(), "depth": self.cfg.cycle.queue_depth,
                    "in_flight": int(self._in_flight is not None)},
-            model=info, cameras=cams, lights=lights,
+            model=info, cameras=cams, lights=lights, data_dir=str(self.data_dir),
             calibration={"calibration_id": self.calibration.calibration_id,
                          **self.calibration_info},
         )

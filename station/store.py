@@ -9,12 +9,24 @@ Layout of the data directory::
 Disk use of the maps and previews is bounded by ``storage.max_disk_mb``: after each write the
 oldest files beyond the budget are deleted (their rows stay, with the paths marked missing on
 read).
+
+Accepted triggers: the daemon records every trigger it accepts (``accept``) before it
+acknowledges it, and ``record`` removes that mark in the same transaction as it inserts the
+verdict. A trigger marked but never recorded was lost to a crash (kill -9, power cut after
+the WAL reached the disk); ``unfinished`` lists them at the next start, and the daemon closes
+each as ERROR "interrupted by a restart".
+
+Permissions: the data directory and the directories under it are created 0750, the database
+and map files 0640, whatever the umask; an existing data directory that anyone may write to
+is refused (``prepare_data_dir``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +62,70 @@ CREATE TABLE IF NOT EXISTS inspections (
 );
 CREATE INDEX IF NOT EXISTS inspections_started ON inspections (started_at);
 CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections (verdict, started_at);
+CREATE TABLE IF NOT EXISTS accepted (
+    id TEXT PRIMARY KEY,
+    part_id TEXT,
+    accepted_at TEXT NOT NULL
+);
 """
+
+#: Modes of what the store creates, whatever the umask.
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) mode 0750, or check an existing one.
+
+    An existing directory that anyone may write to (mode o+w, e.g. 0777) is refused with
+    the fix: anyone on the machine could replace the store or its maps there.
+    """
+    try:
+        if path.exists():
+            info = path.stat()
+            if not stat.S_ISDIR(info.st_mode):
+                raise StoreError(
+                    f"data directory {str(path)!r} exists but is not a directory; give a "
+                    "directory with --data-dir or storage.data_dir"
+                )
+            if info.st_mode & stat.S_IWOTH:
+                raise StoreError(
+                    f"data directory {str(path)!r} is writable by every user (mode "
+                    f"{stat.S_IMODE(info.st_mode):04o}), so anyone could replace the "
+                    f"inspection store there; fix it with `chmod 750 {path}` (or `chmod o-w`), "
+                    "or give another --data-dir"
+                )
+            return path
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        path.mkdir(parents=True, exist_ok=True)
+        for created in missing:
+            os.chmod(created, DIR_MODE)
+    except OSError as exc:
+        raise StoreError(
+            f"data directory {str(path)!r}: cannot create it ({exc.strerror}); give a writable "
+            "--data-dir"
+        ) from exc
+    return path
+
+
+def private_dir(path: Path) -> None:
+    """``mkdir -p`` with mode 0750 for every directory it creates."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        os.chmod(created, DIR_MODE)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to a file of mode 0640, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -84,8 +159,11 @@ class Store:
         #: inspections per verdict: counted once at open, then kept up to date by record(),
         #: so that status (published from the daemon's main loop) never scans the table
         self._counts = {"PASS": 0, "FAIL": 0, "ERROR": 0}
+        prepare_data_dir(data_dir)
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():  # created 0640 first: SQLite gives its WAL the same mode
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+                os.chmod(self.path, FILE_MODE)
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -113,8 +191,8 @@ class Store:
         rel = Path("maps") / started_at[:10] / f"{inspection_id}_{camera}{suffix}"
         path = self.data_dir / rel
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(png)
+            private_dir(path.parent)
+            _write_private(path, png)
         except OSError as exc:
             raise StoreError(f"cannot write defect map {str(path)!r}: {exc.strerror}") from exc
         if self._map_bytes is None:
@@ -139,16 +217,43 @@ class Store:
         )
         with self._lock:
             try:
-                self._db.execute(
-                    "INSERT INTO inspections VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
-                )
-                self._db.commit()
+                with self._db:  # one transaction: the verdict in, the accepted mark out
+                    self._db.execute(
+                        "INSERT INTO inspections VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
+                    )
+                    self._db.execute("DELETE FROM accepted WHERE id = ?",
+                                     (header["inspection_id"],))
                 self._counts[header["verdict"]] += 1
             except sqlite3.Error as exc:
                 raise StoreError(
                     f"cannot record inspection {header['inspection_id']}: {exc}"
                 ) from exc
         self._prune_maps()
+
+    def accept(self, inspection_id: str, part_id: str | None, accepted_at: str) -> None:
+        """Mark a trigger accepted (committed before the daemon acknowledges it)."""
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute("INSERT INTO accepted VALUES (?, ?, ?)",
+                                     (inspection_id, part_id, accepted_at))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot record trigger {inspection_id}: {exc}") from exc
+
+    def unfinished(self) -> list[tuple[str, str | None, str]]:
+        """(id, part_id, accepted_at) of accepted triggers with no recorded verdict, oldest
+        first: what a crash interrupted."""
+        with self._lock:
+            try:
+                with self._db:  # a mark whose verdict is in (cannot happen; tidy if it does)
+                    self._db.execute(
+                        "DELETE FROM accepted WHERE id IN (SELECT id FROM inspections)")
+                rows = self._db.execute(
+                    "SELECT id, part_id, accepted_at FROM accepted ORDER BY accepted_at, id"
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the accepted triggers: {exc}") from exc
+        return [(str(r[0]), r[1], str(r[2])) for r in rows]
 
     def history(self, limit: int = 20, verdict: str | None = None) -> list[StoredInspection]:
         """The newest ``limit`` inspections, newest first, optionally of one verdict."""

@@ -28,6 +28,8 @@ def status_lines(st: dict[str, Any]) -> list[str]:
     age = cal.get("age_days")
     lines.append(f"  calib   {cal.get('calibration_id') or 'none'}"
                  + (f"  ({age:g} days old)" if age is not None else ""))
+    if st.get("data_dir"):
+        lines.append(f"  data    {st['data_dir']}")
     c = st["counts"]
     lines.append(f"  counts  PASS {c['PASS']}  FAIL {c['FAIL']}  ERROR {c['ERROR']}   queue "
                  f"{st['queue']['waiting']}/{st['queue']['depth']}")

@@ -27,7 +27,12 @@ from drivers.cameras.rig import CameraRig
 
 if TYPE_CHECKING:
     from drivers.cameras._genicam import GenICamCamera, ProducerReport, discover
-    from drivers.cameras._replay import REFERENCE_EXPOSURE_US, ReplayCamera, SceneFunction
+    from drivers.cameras._replay import (
+        REFERENCE_EXPOSURE_US,
+        ReplayCamera,
+        SceneFunction,
+        match_images,
+    )
 
 __all__ = [
     "REFERENCE_EXPOSURE_US",
@@ -39,6 +44,7 @@ __all__ = [
     "ReplayCamera",
     "SceneFunction",
     "discover",
+    "match_images",
     "open_camera",
 ]
 
@@ -49,6 +55,7 @@ _LAZY = {
     "ReplayCamera": "drivers.cameras._replay",
     "REFERENCE_EXPOSURE_US": "drivers.cameras._replay",
     "SceneFunction": "drivers.cameras._replay",
+    "match_images": "drivers.cameras._replay",
 }
 
 

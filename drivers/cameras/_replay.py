@@ -58,6 +58,22 @@ _WRITABLE: dict[str, tuple[float, float, str]] = {
 _READ_ONLY = ("PixelFormat", "Width", "Height", "DeviceModelName", "DeviceVendorName")
 
 
+def match_images(patterns: list[str], base_dir: Path) -> list[Path]:
+    """The files ``patterns`` (globs or folders; relative ones against ``base_dir``) name, in
+    order, each once. Empty when nothing matches."""
+    found: dict[Path, None] = {}
+    for pattern in patterns:
+        p = Path(pattern).expanduser()
+        full = p if p.is_absolute() else base_dir / p
+        matches = sorted(glob.glob(str(full), recursive=True))
+        if full.is_dir():
+            matches = sorted(str(f) for f in full.iterdir() if f.is_file())
+        for m in matches:
+            if Path(m).is_file():
+                found[Path(m)] = None
+    return list(found)
+
+
 class ReplayCamera:
     """A camera that serves image files (or a scene function) as frames, looping."""
 
@@ -173,23 +189,14 @@ class ReplayCamera:
                      images=len(self._files) if self._source is None else "function")
 
     def _resolve(self) -> list[Path]:
-        found: dict[Path, None] = {}
-        for pattern in self._patterns:
-            p = Path(pattern).expanduser()
-            full = p if p.is_absolute() else self._base_dir / p
-            matches = sorted(glob.glob(str(full), recursive=True))
-            if full.is_dir():
-                matches = sorted(str(f) for f in full.iterdir() if f.is_file())
-            for m in matches:
-                if Path(m).is_file():
-                    found[Path(m)] = None
+        found = match_images(self._patterns, self._base_dir)
         if not found:
             raise CameraNotFound(
                 f"replay camera {self.name}: no image file matches "
                 f"{', '.join(repr(p) for p in self._patterns)} (relative to {self._base_dir}); "
                 "fix cameras[].replay.images"
             )
-        return list(found)
+        return found
 
     def trigger(self) -> None:
         """Take the next image (host timestamp now)."""

@@ -5,7 +5,7 @@ The daemon uses::
     from drivers.lights import open_lights
     lights = open_lights(cfg.lights)   # not opened yet
     lights.open()                      # LightError if the controller is unreachable
-    lights.on(); ...; lights.off()     # off() never raises
+    lights.on(); ...; lights.off()     # never raises; health().fault if not confirmed
     lights.health()                    # no I/O
     lights.close()                     # lights off, threads and port closed
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from config.lights import LightsConfig
-from drivers.lights.base import LightsHealth, Luminaires
+from drivers.lights.base import EventSink, LightsHealth, Luminaires
 from drivers.lights.null import NullLuminaires
 from drivers.lights.protocol import ChannelStatus
 from drivers.lights.serial_controller import SerialLuminaires
@@ -34,23 +34,26 @@ class LightController(Luminaires, Protocol):
         ...
 
 
-def open_lights(cfg: LightsConfig) -> LightController:
+def open_lights(cfg: LightsConfig, on_event: EventSink | None = None) -> LightController:
     """The backend ``cfg.backend`` names, not yet opened: call ``.open()`` next.
+
+    ``on_event`` hears the faults found outside any request (the on-time guard's).
 
     'serial': the driver on ``cfg.port``; 'simulator': a ``LightSimulator`` started in-process
     on a pty by ``open()`` with the real serial driver connected to it (its ``simulator``
     attribute gives the tests fault injection); 'none': a no-op.
     """
     if cfg.backend == "serial":
-        return SerialLuminaires(cfg)
+        return SerialLuminaires(cfg, on_event=on_event)
     if cfg.backend == "simulator":
-        return SimulatedLuminaires(cfg)
+        return SimulatedLuminaires(cfg, on_event=on_event)
     return NullLuminaires()
 
 
 __all__ = [
     "FAULTS",
     "ChannelStatus",
+    "EventSink",
     "Fault",
     "LightController",
     "LightSimulator",

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+#: Where a driver reports what happens outside any request: ``(kind, data)``, e.g.
+#: ``("lights_fault", {"reason": ..., "during": "guard"})``. Called from driver threads; must
+#: not block.
+EventSink = Callable[[str, dict[str, object]], None]
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,9 @@ class LightsHealth:
     channels: dict[int, int] = field(default_factory=dict)
     errors: int = 0
     reopens: int = 0
+    #: Why the lights may be on against orders (an all-off the controller did not confirm);
+    #: empty once every channel is confirmed off. The on-time guard keeps retrying meanwhile.
+    fault: str = ""
 
 
 class Luminaires(Protocol):
@@ -24,7 +33,8 @@ class Luminaires(Protocol):
 
     ``on`` switches every configured channel on at its recipe intensity, ``off`` switches
     all of them off. Errors are ``config.errors.LightError`` subclasses. ``off`` is safe to
-    call at any time and never raises for a port that is already gone (it logs instead).
+    call at any time and never raises (it logs instead); whether the controller confirmed it
+    is in ``health().fault`` (empty: confirmed off), which the inspection cycle checks.
     """
 
     def open(self) -> None:

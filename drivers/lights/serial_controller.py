@@ -12,8 +12,13 @@ every (re)open every channel is switched off first: a controller that kept power
 lit. Closing and the guard ignore the backoff: switching off is worth an extra open attempt.
 
 Lights never stay on: ``close`` switches them off, ``on`` switches them off again when it
-fails half way, and a guard thread switches them off once they have been on for ``max_on_s``
-(retrying every ``reopen_backoff_s`` while the controller cannot be reached).
+fails half way, and a guard thread switches them off once they have been on for ``max_on_s``.
+An all-off the controller does not confirm while a channel is (or may be) lit is a *fault*:
+``health().fault`` says why (the inspection cycle turns it into an ERROR verdict, the daemon
+into a ``status`` problem), and the guard retries every ``reopen_backoff_s`` until the
+controller confirms, without waiting for ``max_on_s``. ``on_event`` hears ``lights_fault``
+when a guard attempt fails for the first time in such an episode and ``lights_recovered`` when
+a fault ends (every channel confirmed off again).
 
 pyserial and OS exceptions are translated here into ``config.errors`` ``Light*`` exceptions.
 """
@@ -31,7 +36,7 @@ import structlog
 from config.errors import LightError, LightPortError, LightProtocolError, LightRefused, LightTimeout
 from config.lights import LightsConfig
 from drivers.lights import protocol as p
-from drivers.lights.base import LightsHealth
+from drivers.lights.base import EventSink, LightsHealth
 
 log = structlog.get_logger(__name__)
 
@@ -49,16 +54,21 @@ class SerialLuminaires:
         port: str | None = None,
         backend: str = "serial",
         clock: Callable[[], float] = time.monotonic,
+        on_event: EventSink | None = None,
     ) -> None:
         self.cfg = cfg
         self.port = port if port is not None else cfg.port
         self.backend = backend
         self._clock = clock
+        self._on_event = on_event
         self._io = threading.RLock()  # one exchange at a time; taken before _guard_cv
         self._guard_cv = threading.Condition()  # guards _lit_since and _guard_stop
         self._guard: threading.Thread | None = None
         self._guard_stop = False
         self._lit_since: float | None = None
+        self._fault = ""  # why the lights may be on against orders; "" = confirmed off
+        self._retry_off_at: float | None = None  # next guard attempt after a failed all-off
+        self._fault_reported = False  # the guard has published this episode's lights_fault
         self._serial: serial.Serial | None = None
         self._opened = False
         self._ever_connected = False
@@ -161,6 +171,7 @@ class SerialLuminaires:
             channels=dict(self._intensity),
             errors=self.errors,
             reopens=self.reopens,
+            fault=self._fault,
         )
 
     def close(self) -> None:
@@ -222,8 +233,8 @@ class SerialLuminaires:
                 self._guard_cv.notify_all()
 
     def _guard_loop(self) -> None:
-        """Force everything off once lit for ``max_on_s``; retry while that fails."""
-        retry_at = 0.0
+        """Force everything off once lit for ``max_on_s``; after a failed all-off, retry
+        every ``reopen_backoff_s`` until the controller confirms it."""
         while True:
             with self._guard_cv:
                 while not self._guard_stop and self._lit_since is None:
@@ -232,22 +243,54 @@ class SerialLuminaires:
                 if self._guard_stop or lit_since is None:
                     return
                 now = self._clock()
-                due = max(lit_since + self.cfg.max_on_s, retry_at)
+                due = lit_since + self.cfg.max_on_s
+                retry_at = self._retry_off_at
+                if retry_at is not None:
+                    due = min(due, retry_at)
                 if now < due:
                     self._guard_cv.wait(due - now)
                     continue
                 on_for = now - lit_since
-            self.guard_trips += 1
-            log.warning("lights.max_on_guard", port=self.port, on_for_s=round(on_for, 3),
-                        max_on_s=self.cfg.max_on_s)
-            if not self._safe_off(force=True):
-                retry_at = self._clock() + self.cfg.reopen_backoff_s
+            if on_for >= self.cfg.max_on_s:
+                self.guard_trips += 1
+                log.warning("lights.max_on_guard", port=self.port, on_for_s=round(on_for, 3),
+                            max_on_s=self.cfg.max_on_s)
+            else:
+                log.warning("lights.off_retry", port=self.port, fault=self._fault)
+            if not self._safe_off(force=True, during="guard") and not self._fault_reported:
+                self._fault_reported = True
+                self._emit("lights_fault", {
+                    "reason": self._fault, "during": "guard", "port": self.port,
+                    "on_for_s": round(self._clock() - lit_since, 3),
+                })
 
-    def _safe_off(self, *, force: bool) -> bool:
+    def _emit(self, kind: str, data: dict[str, object]) -> None:
+        """Tell ``on_event`` (never raises: a failing listener is logged)."""
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, data)
+        except Exception as exc:  # the listener's bug must not stop the guard
+            log.error("lights.event_listener_failed", kind=kind, error=str(exc))
+
+    def _confirmed_dark(self) -> None:
+        """The controller confirmed every channel off (lock held): clear any fault."""
+        self._mark_dark(None)
+        was = self._fault
+        self._fault, self._fault_reported = "", False
+        with self._guard_cv:
+            self._retry_off_at = None
+        if was:
+            log.info("lights.off_confirmed", port=self.port, after=was)
+            self._emit("lights_recovered", {"port": self.port,
+                                            "detail": "every channel confirmed off"})
+
+    def _safe_off(self, *, force: bool, during: str = "off") -> bool:
         """All channels off; True on success, False (logged) on failure.
 
         ``force``: try to reopen a vanished port even before the backoff has passed (the
-        guard and ``close`` do: switching off is worth an extra open attempt).
+        guard and ``close`` do: switching off is worth an extra open attempt). A failure while
+        a channel is (or may be) lit sets ``fault`` and makes the guard retry.
         """
         with self._io:
             if not self._opened:
@@ -257,9 +300,17 @@ class SerialLuminaires:
                     self._request(p.light_request(p.ALL_CHANNELS, False), p.ALL_CHANNELS,
                                   "all off")
             except LightError as exc:
-                log.error("lights.off_failed", port=self.port, error=str(exc))
+                log.error("lights.off_failed", port=self.port, error=str(exc), during=during)
+                if self._lit:
+                    self._fault = (
+                        f"all-off not confirmed by the controller (channel(s) "
+                        f"{', '.join(f'{c:02d}' for c in sorted(self._lit))} may be lit): {exc}"
+                    )
+                    with self._guard_cv:
+                        self._retry_off_at = self._clock() + self.cfg.reopen_backoff_s
+                        self._guard_cv.notify_all()
                 return False
-            self._mark_dark(None)
+            self._confirmed_dark()
             return True
 
     # ------------------------------------------------------------------ port
@@ -294,7 +345,7 @@ class SerialLuminaires:
         self._intensity.clear()
         try:
             self._request(p.light_request(p.ALL_CHANNELS, False), p.ALL_CHANNELS, "all off")
-            self._mark_dark(None)
+            self._confirmed_dark()
             self.ident = self._request(p.identify_request(), p.ALL_CHANNELS, "identify").data
             for ch in self.cfg.channels:
                 self._request(p.pulse_request(ch.channel, ch.pulse_us), ch.channel,

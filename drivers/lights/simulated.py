@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from config.lights import LightsConfig
+from drivers.lights.base import EventSink
 from drivers.lights.serial_controller import SerialLuminaires
 from drivers.lights.simulator import LightSimulator
 
@@ -19,8 +20,9 @@ class SimulatedLuminaires(SerialLuminaires):
     reopen path exactly as a pulled and replugged USB adapter would.
     """
 
-    def __init__(self, cfg: LightsConfig) -> None:
-        super().__init__(cfg, port="(simulator not started)", backend="simulator")
+    def __init__(self, cfg: LightsConfig, on_event: EventSink | None = None) -> None:
+        super().__init__(cfg, port="(simulator not started)", backend="simulator",
+                         on_event=on_event)
         self.simulator = LightSimulator(channels=cfg.simulator_channels)
         self._tmpdir: Path | None = None
 

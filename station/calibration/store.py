@@ -185,31 +185,39 @@ def save_calibration(
             f"calibration_id {record.calibration_id!r}: must start with {ID_PREFIX!r} and "
             "contain no '/'"
         )
-    directory.mkdir(parents=True, exist_ok=True)
+    from station.store import DIR_MODE, FILE_MODE, private_dir
+
+    private_dir(directory)  # 0750 whatever the umask, files 0640 (as the inspection store)
     final = directory / record.calibration_id
     if final.exists():
         raise CalibrationError(f"calibration {record.calibration_id!r} already exists in {final}")
     tmp = directory / f".{record.calibration_id}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    os.chmod(tmp, DIR_MODE)
     arrays: dict[str, npt.NDArray[np.float32]] = {}
     for cam, cam_maps in maps.items():
         for kind, arr in cam_maps.items():
             if kind not in ("dark", "flat"):
                 raise CalibrationError(f"maps[{cam!r}]: key {kind!r} is not 'dark' or 'flat'")
             arrays[f"{cam}.{kind}"] = np.ascontiguousarray(arr, dtype=np.float32)
-    with open(tmp / MAPS_FILE, "wb") as fh:
+    with open(os.open(tmp / MAPS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE),
+              "wb") as fh:
+        os.fchmod(fh.fileno(), FILE_MODE)
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
         fh.flush()
         os.fsync(fh.fileno())
     text = json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True)
-    with open(tmp / RECORD_FILE, "w", encoding="utf-8") as fh:
+    with open(os.open(tmp / RECORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE),
+              "w", encoding="utf-8") as fh:
+        os.fchmod(fh.fileno(), FILE_MODE)
         fh.write(text + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     pointer_tmp = directory / f".{CURRENT_FILE}.tmp"
     pointer_tmp.write_text(record.calibration_id + "\n", encoding="utf-8")
+    os.chmod(pointer_tmp, FILE_MODE)
     os.replace(pointer_tmp, directory / CURRENT_FILE)
     for old in list_calibrations(directory)[:-keep] if keep > 0 else []:
         if old != record.calibration_id:

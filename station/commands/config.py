@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = csub.add_parser(
         "check", help="validate a config file (exit 2 and the problems if it is invalid)",
-        description="Validate FILE (or a shipped config name) with environment overrides.",
+        description="Validate FILE (or a shipped config name) with environment overrides, and "
+        "check that the files it names exist: the checkpoint, the replay cameras' images and "
+        "the region masks. Relative paths are resolved against the folder of the config file. "
+        "Exit 0: valid; 2: invalid, with every problem listed.",
     )
     check.add_argument("file", metavar="FILE", help="config file or shipped name")
     check.add_argument("--set", dest="overrides", action="append", default=[],
@@ -42,10 +45,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def check_cmd(args: argparse.Namespace) -> int:
-    """Exit 0 and say so when the file is valid; ConfigError (exit 2) otherwise."""
+    """Exit 0 and say so when the file is valid and the files it names exist; exit 2 with
+    every problem otherwise."""
+    from station.preflight import path_problems
+
     cfg = load_config(args.file, args.overrides)
+    problems = path_problems(cfg)
+    if problems:
+        print(f"station config check: {args.file}: {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
     print(f"{args.file}: OK ({len(cfg.cameras)} camera(s), lights: {cfg.lights.backend}, "
-          f"model: {cfg.model.checkpoint})")
+          f"model: {cfg.model.checkpoint}; relative paths resolved against {cfg.base_dir})")
     return 0
 
 

@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--format",
         default="folder-classes",
         choices=["folder", "folder-classes", "labelme", "coco"],
+        help="dataset layout (docs/training.md): folder, folder-classes (default), labelme, coco",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="report directory")
     p.add_argument(

@@ -6,15 +6,24 @@ import argparse
 import json
 from dataclasses import asdict
 
-from station.commands._common import add_data_dir_option, data_dir
+from station.commands._common import (
+    add_config_options,
+    add_data_dir_option,
+    config_from_args,
+    data_dir,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``station history``."""
     p = sub.add_parser(
         "history", help="list recorded inspections",
-        description="List the newest inspections in the store of the data directory.",
+        description="List the newest inspections in the store of the data directory: "
+        "--data-dir, else the config's storage.data_dir (--config, as `station run` was "
+        "given), else $STATION_DATA_DIR, else $XDG_DATA_HOME/station. The first line says "
+        "which store was read.",
     )
+    add_config_options(p)
     add_data_dir_option(p)
     p.add_argument("-n", type=int, default=20, metavar="N", help="how many (default 20)")
     p.add_argument("--verdict", choices=["PASS", "FAIL", "ERROR"], help="only this verdict")
@@ -28,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise SystemExit("station history: -n must be at least 1")
-    root = data_dir(args)
+    root = data_dir(args, config_from_args(args))
     if not (root / DB_NAME).exists():
         print(f"no inspections yet: {root / DB_NAME} does not exist "
               "(run `station run` and `station trigger`, or pass --data-dir)")
@@ -42,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(asdict(row)))
         return 0
+    print(f"store {root / DB_NAME}")
     print(f"{'started (UTC)':<24} {'inspection':<24} {'part':<12} {'verdict':<7} "
           f"{'defects':>7} {'ms':>7}  reasons")
     for r in rows:

@@ -4,6 +4,11 @@ The same code path as the daemon (:class:`pipeline.Inspector` built from the con
 image at a time as the frame of one camera (``--camera``, default the config's first), whose
 ``mm_per_px`` and region of interest apply. Writes ``<stem>.overlay.png`` (defects outlined and
 labelled) and ``<stem>.json`` per image into ``--out``, and prints a table.
+
+The arguments (files, and folders whose image files are taken) are checked before the model
+loads; a file that cannot be read or inspected becomes an ERROR row, the others still run.
+Exit code as ``station trigger``: 0 all PASS, 1 at least one FAIL, 2 at least one ERROR (or a
+usage error).
 """
 
 from __future__ import annotations
@@ -18,9 +23,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from config.errors import PipelineError
+from config.errors import ConfigError, PipelineError, StationError
 from pipeline.types import InputImage
 from station.commands._common import add_config_options, config_from_args
+
+#: File name extensions taken from a folder argument.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+EXIT_BY_VERDICT = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,9 +37,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "inspect", help="inspect image files with the station's pipeline and rules",
         description="Run the pipeline and the verdict rules on image files; write an overlay "
-        "PNG and a JSON result per image and print a table.",
+        "PNG and a JSON result per image and print a table. A file that cannot be read is an "
+        "ERROR row; the others still run.",
+        epilog="Exit code: 0 every image PASS, 1 at least one FAIL, 2 at least one ERROR (a file "
+        "that cannot be read or inspected) or a usage error (a path that does not exist).",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, TIFF)")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="image files (PNG, JPEG, TIFF, BMP), or folders: their image files")
     p.add_argument("--model", metavar="CKPT",
                    help="checkpoint to run instead of the config's model.checkpoint")
     p.add_argument("--out", metavar="DIR", default="inspect-out",
@@ -69,11 +82,36 @@ def read_image(path: Path, camera: str) -> InputImage:
     return InputImage(camera=camera, pixels=arr, pixel_format=fmt, bits=8)
 
 
+def image_files(args: list[str]) -> list[Path]:
+    """The files the arguments name (a folder: its image files, sorted); ``ConfigError``
+    naming every argument that does not exist or is a folder without images."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for name in args:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir()
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                problems.append(f"{path}: a folder without image files "
+                                f"({' '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such file or folder")
+    if problems:
+        raise ConfigError("nothing was inspected:\n  - " + "\n  - ".join(problems)
+                          + "\ngive image files (PNG, JPEG, TIFF, BMP) or folders of them")
+    return files
+
+
 def run(args: argparse.Namespace) -> int:
-    """Inspect every image; 0 when all were inspected (whatever the verdicts)."""
+    """Inspect every image; exit by the worst verdict (0 PASS, 1 FAIL, 2 ERROR)."""
     from pipeline import Inspector
     from pipeline.overlay import draw_overlay
     from station.logs import setup_logging
+    from station.preflight import require_paths
 
     if args.model:
         args.overrides = [*args.overrides, f"model.checkpoint={Path(args.model).resolve()}"]
@@ -81,18 +119,35 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(cfg.logging.level, cfg.logging.format)
     camera = cfg.camera(args.camera) if args.camera else cfg.cameras[0]
     scale = args.mm_per_px if args.mm_per_px is not None else camera.mm_per_px
+    # Everything cheap is checked before the model loads (seconds).
+    files = image_files(args.images)
+    require_paths(cfg, cameras=False)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create it ({exc.strerror})") from exc
     inspector = Inspector.from_config(cfg)
     info = inspector.model_info
     if not info["trained"]:
         print(f"note: model {info['model_id']} is UNTRAINED; its defects are noise",
               file=sys.stderr)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in args.images:
-        path = Path(name)
-        image = read_image(path, camera.name)
-        result = inspector.inspect([image], mm_per_px={camera.name: scale} if scale else None)
+    worst = 0
+    for path in files:
+        try:
+            image = read_image(path, camera.name)
+            result = inspector.inspect([image],
+                                       mm_per_px={camera.name: scale} if scale else None)
+        except StationError as exc:
+            print(f"station inspect: {exc}", file=sys.stderr)
+            (out / f"{path.stem}.json").write_text(json.dumps({
+                "image": str(path), "camera": camera.name, "verdict": "ERROR",
+                "reasons": [str(exc)], "model": info,
+            }, indent=2) + "\n")
+            rows.append((path.name, "ERROR", "-", "-", "-"))
+            worst = max(worst, EXIT_BY_VERDICT["ERROR"])
+            continue
         cam = result.cameras[0]
         overlay = out / f"{path.stem}.overlay.png"
         cv2.imwrite(str(overlay), draw_overlay(image, cam, result.verdict))
@@ -110,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             "overlay": str(overlay),
         }
         (out / f"{path.stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+        worst = max(worst, EXIT_BY_VERDICT[result.verdict.value])
         largest = cam.defects[0] if cam.defects else None
         rows.append((
             path.name, result.verdict.value, str(len(cam.defects)),
@@ -121,4 +177,4 @@ def run(args: argparse.Namespace) -> int:
     for row in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     print(f"model {info['model_id']} on {info['device']}; overlays and JSON in {out}")
-    return 0
+    return worst

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
 
 from station.commands._common import (
     add_config_options,
@@ -16,8 +19,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``station run``."""
     p = sub.add_parser(
         "run", help="run the station daemon",
-        description="Run the daemon: open lights and cameras, load the model, bind the "
-        "ZeroMQ sockets, notify systemd, inspect on every trigger until SIGTERM/SIGINT.",
+        description="Run the daemon: check the files the config names, the data directory "
+        "and the endpoints, load the model, open lights and cameras, bind the ZeroMQ sockets, "
+        "notify systemd, inspect on every trigger until SIGTERM/SIGINT. The start-up log says "
+        "where the data directory is. Exit 0 after a clean stop, 1 when something cannot be "
+        "opened (the message says what), 2 for a config error.",
     )
     add_config_options(p)
     add_data_dir_option(p)
@@ -39,4 +45,10 @@ def run(args: argparse.Namespace) -> int:
         daemon.abort()
         raise
     daemon.serve()
-    return 0
+    # Everything is closed (drivers, sockets, store). The interpreter's own teardown of torch
+    # and OpenCV would take 1.5-5 s more, counted against systemd's TimeoutStopSec and
+    # nothing else needs it: leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

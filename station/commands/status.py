@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config_options(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.add_argument("--endpoint", help="command endpoint (default: messaging.command)")
-    p.add_argument("--timeout", type=float, default=5.0, metavar="S", help="default 5 s")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to wait for the answer (default 5)")
     p.set_defaults(func=run)
 
 

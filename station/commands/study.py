@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--format",
         default="folder-classes",
         choices=["folder", "folder-classes", "labelme", "coco"],
+        help="dataset layout (docs/training.md): folder, folder-classes (default), labelme, coco",
     )
     p.add_argument("--out", metavar="DIR", default="runs/study", help="output directory")
     p.add_argument("--config", "-c", metavar="TRAIN.yaml", help="base training config")
@@ -32,15 +33,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--losses", default="bce,dice,wbd", help="comma list of bce, dice, wbd, ce_dice")
     p.add_argument("--max-minutes", type=float, help="wall-time budget per run [min]")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--patch-size", type=int)
-    p.add_argument("--per-epoch", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--device")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int, help="maximum epochs per run (train.epochs)")
+    p.add_argument("--patch-size", type=int, help="patch edge [px] (data.patch_size)")
+    p.add_argument("--per-epoch", type=int,
+                   help="random crops per epoch [patches] (data.per_epoch)")
+    p.add_argument("--batch-size", type=int, help="patches per step (train.batch_size)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", help="auto, cpu, cuda")
+    p.add_argument("--seed", type=int, help="seed of torch, numpy and random (train.seed)")
     p.add_argument("--eval-max-images", type=int, help="score on at most N validation images")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one key of the training config (repeatable)")
     p.set_defaults(
         func=run,
         resume=False,

@@ -12,6 +12,8 @@ from station.messaging.client import NoAnswer, request
 
 EXIT_BY_VERDICT = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 EXIT_NO_ANSWER = 3
+#: How long ``trigger`` waits for a ping before it says no station answers [s].
+PING_TIMEOUT_S = 2.0
 MAX_REASONS = 8  # lines of reasons on a terminal; --json has them all
 MAX_DEFECTS = 5  # defects listed per camera on a terminal
 
@@ -21,10 +23,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "trigger", help="inspect one part and print the verdict",
         description="Send `inspect` to a running station, wait for the verdict and print it. "
-        "Exit code: 0 PASS, 1 FAIL, 2 ERROR (or refused), 3 no answer.",
+        "Exit code: 0 PASS, 1 FAIL, 2 ERROR (or refused), 3 no answer (no station answers a "
+        f"ping within {PING_TIMEOUT_S:g} s, or no verdict within --timeout).",
     )
     add_config_options(p)
-    p.add_argument("--part-id", help="the part's id, recorded with the inspection")
+    p.add_argument("--part-id", help="the part's id, recorded with the inspection (at most 128 "
+                   "characters, no control characters)")
     p.add_argument("--json", action="store_true", help="print the verdict header as JSON")
     p.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="seconds to wait for the verdict (default 60)")
@@ -65,6 +69,14 @@ def run(args: argparse.Namespace) -> int:
     payload: dict[str, Any] = {"command": "inspect", "wait": True}
     if args.part_id:
         payload["part_id"] = args.part_id
+    try:  # a ping first: no station is reported in seconds, not after --timeout
+        request(endpoint, {"command": "ping"}, min(PING_TIMEOUT_S, args.timeout))
+    except NoAnswer:
+        print(f"station trigger: no answer from {endpoint}: no station answers there (no "
+              f"reply to a ping within {min(PING_TIMEOUT_S, args.timeout):g} s); start one with "
+              "`station run`, or give its command endpoint with --endpoint or --config",
+              file=sys.stderr)
+        return EXIT_NO_ANSWER
     try:
         reply = request(endpoint, payload, args.timeout)
     except NoAnswer as exc:

@@ -33,27 +33,34 @@ def request(endpoint: str, payload: dict[str, Any], timeout_s: float) -> dict[st
 
 def subscribe(
     endpoint: str, topics: tuple[str, ...] = ("verdict", "status", "event"),
-    timeout_s: float | None = None,
+    timeout_s: float | None = None, idle_topics: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any], list[bytes]]]:
     """Yield (topic, header, extra parts) from the station's PUB socket.
 
-    With ``timeout_s``, stops after that long without a message.
+    With ``timeout_s``, stops after that long without a message of ``idle_topics`` (default:
+    any of ``topics``); e.g. status messages every 0.2 s need not keep a quiet watch going.
     """
+    counted = topics if idle_topics is None else idle_topics
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     for topic in topics:
         sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
     sock.connect(endpoint)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
         while True:
-            wait = -1 if timeout_s is None else int(timeout_s * 1000)
+            left_s = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = -1 if left_s is None else int(left_s * 1000)
             if not sock.poll(wait, zmq.POLLIN):
                 return
             parts = sock.recv_multipart()
             if len(parts) < 2:
                 continue
-            yield parts[0].decode(errors="replace"), json.loads(parts[1]), parts[2:]
+            topic = parts[0].decode(errors="replace")
+            if timeout_s is not None and topic in counted:
+                deadline = time.monotonic() + timeout_s
+            yield topic, json.loads(parts[1]), parts[2:]
     finally:
         sock.close()
 

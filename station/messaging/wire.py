@@ -29,8 +29,15 @@ ErrorCode = Literal[
     "TOO_LARGE",  # the request is over messaging.max_request_bytes
     "BUSY",  # the inspection queue is full; try again after the next verdict
     "SHUTTING_DOWN",  # the daemon is stopping and takes no new triggers
+    "STORE_ERROR",  # the trigger could not be recorded in the store, so it was not accepted
     "INTERNAL",  # a bug: the reply carries the exception's text; the daemon keeps serving
 ]
+
+
+#: ``part_id`` and ``request_id``: at most this many characters [-]
+MAX_ID_CHARS = 128
+#: ``part_id`` and ``request_id``: no control characters (they end up in logs and terminals).
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 
 class _Message(BaseModel):
@@ -41,21 +48,29 @@ class _Message(BaseModel):
 
 
 class _Request(_Message):
+    """Requests are validated strictly: no value is coerced to another type."""
+
     schema_: int = Field(
-        WIRE_SCHEMA_VERSION, alias="schema", description="Wire schema version"
+        WIRE_SCHEMA_VERSION, alias="schema", description="Wire schema version (the integer 1)"
     )
     request_id: str | None = Field(
-        None, max_length=128, description="Echoed in the reply, for the client's bookkeeping"
+        None, max_length=MAX_ID_CHARS, pattern=ID_PATTERN,
+        description="Echoed in the reply, for the client's bookkeeping; no control characters",
     )
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class InspectRequest(_Request):
     """Inspect one part. With ``wait`` the reply comes after the verdict and carries it."""
 
     command: Literal["inspect"]
-    part_id: str | None = Field(None, max_length=128, description="The part's id (serial, DMC)")
-    wait: bool = Field(False, description="Reply with the verdict instead of at once")
+    part_id: str | None = Field(
+        None, max_length=MAX_ID_CHARS, pattern=ID_PATTERN,
+        description="The part's id (serial, DMC); no control characters",
+    )
+    wait: bool = Field(
+        False, description="Reply with the verdict instead of at once (JSON true or false only)"
+    )
 
 
 class StatusRequest(_Request):
@@ -187,6 +202,9 @@ class StatusMessage(_Message):
     cameras: list[dict[str, Any]]
     lights: dict[str, Any]
     calibration: dict[str, Any]
+    data_dir: str | None = Field(
+        None, description="Where the store, defect maps and calibration are kept"
+    )
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 

@@ -338,6 +338,47 @@ def test_guard_keeps_trying_while_off_fails(
     assert lights.guard_trips >= 3
 
 
+def test_unconfirmed_off_is_a_fault_the_guard_clears(
+    sim: LightSimulator, request: pytest.FixtureRequest
+) -> None:
+    """An all-off the controller swallows: health().fault says so at once, the guard retries
+    on the backoff (not after max_on_s), publishes lights_fault once, and lights_recovered
+    with the fault cleared once the controller confirms."""
+    events: list[tuple[str, dict[str, object]]] = []
+    assert sim.link is not None
+    lights = SerialLuminaires(
+        make_cfg(sim.link, max_on_s=30.0, reply_timeout_s=FAULT_TIMEOUT_S, retries=0),
+        on_event=lambda kind, data: events.append((kind, data)),
+    )
+    lights.open()
+    request.addfinalizer(lights.close)
+    lights.on()
+    sim.set_fault("no_reply")  # the off and every retry are swallowed, the lights stay lit
+    lights.off()
+    health = lights.health()
+    assert health.lit and "all-off not confirmed" in health.fault and "01, 02" in health.fault
+    assert sim.lit_channels() == frozenset({1, 2})
+    assert wait_for(lambda: any(k == "lights_fault" for k, _ in events), timeout=5.0)
+    assert lights.guard_trips == 0  # retried for the fault, long before max_on_s
+    sim.set_fault("none")
+    assert wait_for(lambda: not sim.lit_channels() and not lights.health().fault, timeout=5.0)
+    assert wait_for(lambda: any(k == "lights_recovered" for k, _ in events), timeout=2.0)
+    kinds = [k for k, _ in events]
+    assert kinds.count("lights_fault") == 1, kinds
+    fault = dict(events)["lights_fault"]
+    assert fault["during"] == "guard" and "all-off not confirmed" in str(fault["reason"])
+
+
+def test_failed_off_with_nothing_lit_is_no_fault(
+    sim: LightSimulator, driver_factory: Callable[..., SerialLuminaires]
+) -> None:
+    """An all-off that fails while no channel was lit leaves no fault: nothing can be on."""
+    lights = driver_factory(reply_timeout_s=FAULT_TIMEOUT_S, retries=0)
+    sim.set_fault("no_reply")
+    lights.off()
+    assert lights.health().fault == "" and not lights.health().lit
+
+
 def test_close_forces_off_and_is_final(sim: LightSimulator, tmp_path: Path) -> None:
     """close(): lights off, port released; twice is fine; commands after it fail clearly."""
     assert sim.link is not None

@@ -142,3 +142,58 @@ def test_camera_worker_killed_mid_run(run_station: Factory) -> None:
         sub.close()
         ctx.term()
     assert station.stop()[0] == 0
+
+
+def test_kill_9_during_a_burst_loses_no_accepted_trigger(run_station: Factory,
+                                                         tmp_path: Path) -> None:
+    """Two rounds of SIGKILL in the middle of a burst of triggers: after each restart on the
+    same data directory, every trigger that was acknowledged (wait false) or accepted (wait
+    true, no reply yet) has exactly one verdict in the store; the unfinished ones are ERROR
+    "interrupted by a restart"."""
+    import json
+    import sqlite3
+
+    import zmq
+
+    data = tmp_path / "shared-data"
+    extra = ["--data-dir", str(data), "--set", "cycle.queue_depth=8",
+             "--set", "lights.settle_ms=400"]
+    acknowledged: set[str] = set()
+    for _ in range(2):
+        station = run_station("default", extra)
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(station.command)
+        try:
+            for i in range(5):
+                dealer.send(json.dumps({"command": "inspect", "request_id": str(i)}).encode())
+            for _ in range(5):
+                assert dealer.poll(10_000)
+                reply = json.loads(dealer.recv())
+                assert reply["ok"], reply
+                acknowledged.add(reply["result"]["inspection_id"])
+            dealer.send(json.dumps({"command": "inspect", "wait": True}).encode())
+            # Replies come in the order requests are handled: the ping's reply proves the
+            # waiting trigger was accepted (it gets no reply until its verdict).
+            dealer.send(json.dumps({"command": "ping", "request_id": "sync"}).encode())
+            assert dealer.poll(10_000)
+            assert json.loads(dealer.recv())["request_id"] == "sync"
+            station.proc.kill()  # SIGKILL: no shutdown at all
+            station.proc.wait(10)
+        finally:
+            dealer.close()
+            ctx.term()
+    station = run_station("default", extra)  # the restart that closes the last round
+    db = sqlite3.connect(data / "inspections.sqlite3")
+    try:
+        rows = dict(db.execute("SELECT id, verdict || ' ' || reasons FROM inspections"))
+        pending = db.execute("SELECT COUNT(*) FROM accepted").fetchone()[0]
+    finally:
+        db.close()
+    assert acknowledged and acknowledged <= set(rows), sorted(acknowledged - set(rows))
+    interrupted = [r for r in rows.values() if "interrupted by a restart" in r]
+    assert interrupted and all(r.startswith("ERROR") for r in interrupted)
+    # the wait=true triggers were accepted without an acknowledgement: closed as well
+    assert len(rows) >= len(acknowledged) + 1 and pending == 0
+    assert station.stop()[0] == 0

@@ -202,3 +202,21 @@ def test_maps_in_another_pixel_format_are_a_problem(tmp_path: Path) -> None:
     loaded = load_calibration(cfg, tmp_path, now=NOW)
     assert not loaded.usable
     assert "Mono8" in loaded.problems[0] and "Mono12" in loaded.problems[0]
+
+
+def test_calibration_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Calibration folders are 0750 and their files 0640, as the inspection store's."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        cal_id = _save(tmp_path / "data" / "calibration")
+    finally:
+        os.umask(old)
+    root = tmp_path / "data" / "calibration"
+    modes = {p.relative_to(root).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in [root, *root.rglob("*")]}
+    assert modes.pop(".") == 0o750
+    assert modes.pop(cal_id) == 0o750
+    assert modes and set(modes.values()) == {0o640}, modes

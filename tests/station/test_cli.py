@@ -6,10 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
 from station.cli import build_parser, main
+from tests.models.tester import save_tiny
+from tests.station.test_store import header
 
 
 def subcommands() -> list[str]:
@@ -61,3 +65,69 @@ def test_history_on_an_empty_data_dir(tmp_path: Path, capsys: pytest.CaptureFixt
     """`history` without a store says so instead of failing."""
     assert main(["history", "--data-dir", str(tmp_path)]) == 0
     assert "no inspections yet" in capsys.readouterr().out
+
+
+def test_every_option_has_help_text() -> None:
+    """Every option and argument of every subcommand says what it is for in --help."""
+    import argparse
+
+    from station.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "station")
+    assert not missing, missing
+
+
+def test_config_check_finds_missing_files(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`config check` refuses (exit 2) a config whose checkpoint, replay images or region
+    mask do not exist, and says the folder relative paths were resolved against."""
+    cfg = tmp_path / "station.yaml"
+    cfg.write_text(
+        "model: {checkpoint: models/mine.ckpt}\n"
+        "cameras:\n  - {name: cam0, replay: {images: ['shots/*.png']}}\n"
+        "rules: {regions: {cam0: {mask: masks/cam0.png}}}\n"
+    )
+    assert main(["config", "check", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "3 problem(s)" in err
+    for needle in ("model.checkpoint = 'models/mine.ckpt'", "cameras[0] (cam0).replay.images",
+                   "rules.regions.cam0.mask = 'masks/cam0.png'"):
+        assert needle in err
+    assert f"resolved against the config file's folder {tmp_path}" in err
+    (tmp_path / "models").mkdir()
+    save_tiny(tmp_path / "models" / "mine.ckpt")
+    (tmp_path / "shots").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("shots/a.png", "masks/cam0.png"):
+        cv2.imwrite(str(tmp_path / name), np.full((8, 8), 255, np.uint8))
+    assert main(["config", "check", str(cfg)]) == 0
+    assert f"relative paths resolved against {tmp_path}" in capsys.readouterr().out
+
+
+def test_history_reads_the_store_the_config_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`history --config` reads storage.data_dir of that config and says which store."""
+    from station.store import Store
+
+    monkeypatch.delenv("STATION_DATA_DIR", raising=False)
+    data = tmp_path / "booth"
+    store = Store(data)
+    store.record(header(7, "FAIL"), {})
+    store.close()
+    cfg = tmp_path / "booth.yaml"
+    cfg.write_text(f"storage: {{data_dir: {data}}}\n")
+    assert main(["history", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert str(data / "inspections.sqlite3") in out.splitlines()[0]
+    assert "id007" in out and "P7" in out and "FAIL" in out

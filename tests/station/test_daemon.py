@@ -241,3 +241,217 @@ def test_every_grabbed_frame_leaves_a_preview_jpeg(harness: Harness) -> None:
         img = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
         assert img is not None  # the sample tiles are under 1024 px: kept at their size
         assert img.shape[:2] == (cam["height"], cam["width"])
+
+
+class GatedRig:
+    """The daemon's camera rig behind a gate: ``acquire`` waits until the test opens it, so a
+    cycle can be held in flight for as long as a test needs (no timing races)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.cameras = inner.cameras
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def acquire(self, timeout_s: float | None = None) -> Any:
+        self.entered.set()
+        self.gate.wait()
+        return self.inner.acquire(timeout_s)
+
+    def health(self) -> Any:
+        return self.inner.health()
+
+    def close(self) -> None:
+        self.gate.set()
+        self.inner.close()
+
+
+def gated(tmp_path: Path, *overrides: str) -> tuple[Harness, GatedRig]:
+    daemon = make_daemon(tmp_path, *overrides)
+    rig = GatedRig(daemon.rig)
+    daemon.rig = rig
+    return Harness(daemon), rig
+
+
+def test_unconfirmed_lights_off_is_an_error_event_and_problem(harness: Harness) -> None:
+    """The controller swallows the all-off after the grab: that part is ERROR naming the
+    lights, a lights_fault event is published, status shows the problem until the guard has
+    the lights confirmed off, then lights_recovered."""
+    harness.inspect()  # intensities are known now: the next on() is two requests
+    sim = harness.lights.simulator
+    sim.set_fault("no_reply", after=2)  # L1 and L2 pass; the all-off and its retries vanish
+    header = harness.inspect("STUCK")
+    assert header["verdict"] == "ERROR"
+    assert any("lights did not switch off after the grab" in r for r in header["reasons"])
+    assert sim.lit_channels(), "the simulator should still be lit"
+    harness.wait_for(lambda: any(e["kind"] == "lights_fault" for e in harness.events), 10,
+                     "a lights_fault event")
+    fault = next(e for e in harness.events if e["kind"] == "lights_fault")
+    assert fault["data"]["inspection_id"] == header["inspection_id"]
+    assert fault["data"]["during"] == "off" and "all-off not confirmed" in fault["data"]["reason"]
+    status = request(harness.command, {"command": "status"}, 5)["result"]
+    assert status["state"] == "degraded"
+    assert any(p.startswith("lights may be on") for p in status["problems"]), status
+    sim.set_fault("none")
+    harness.wait_for(lambda: any(e["kind"] == "lights_recovered" for e in harness.events), 15,
+                     "lights_recovered")
+    assert not sim.lit_channels()
+    status = request(harness.command, {"command": "status"}, 5)["result"]
+    assert not any(p.startswith("lights may be on") for p in status["problems"]), status
+    assert harness.inspect()["verdict"] in ("PASS", "FAIL")
+
+
+def test_lights_failing_to_switch_on_publish_an_event(harness: Harness) -> None:
+    """A lights fault at switch-on is an ERROR and a lights_fault event for that inspection."""
+    harness.lights.simulator.set_fault("no_reply")
+    header = harness.inspect()
+    assert header["verdict"] == "ERROR"
+    harness.wait_for(
+        lambda: any(e["kind"] == "lights_fault"
+                    and e["data"].get("inspection_id") == header["inspection_id"]
+                    for e in harness.events), 10, "the lights_fault event")
+    harness.lights.simulator.set_fault("none")
+
+
+def test_jobs_queued_behind_a_stuck_cycle_are_answered(tmp_path: Path) -> None:
+    """A cycle stuck past cycle.cycle_timeout_s: it is answered ERROR, the jobs queued behind
+    it too (they would never run), a new trigger is answered at once; each gets one verdict."""
+    h, rig = gated(tmp_path, "cycle.cycle_timeout_s=3", "cycle.queue_depth=4")
+    h.start()
+    try:
+        first = request(h.command, {"command": "inspect"}, 5)["result"]["inspection_id"]
+        assert rig.entered.wait(10)
+        second = request(h.command, {"command": "inspect"}, 5)["result"]["inspection_id"]
+        h.wait_for(lambda: {first, second} <= set(h.verdicts), 15, "both verdicts")
+        assert "cycle.cycle_timeout_s" in h.verdicts[first]["reasons"][0]
+        assert "previous cycle is stuck" in h.verdicts[second]["reasons"][0]
+        third = h.inspect("T3")
+        assert third["verdict"] == "ERROR" and "stuck" in third["reasons"][0]
+        rig.gate.set()  # the stuck cycle returns; its late result is discarded
+        h.wait_for(lambda: request(h.command, {"command": "status"}, 5)["result"]["queue"][
+            "in_flight"] == 0, 15, "the worker to return")
+        assert h.inspect("T4")["verdict"] in ("PASS", "FAIL")
+        h.pump(300)
+        counts = request(h.command, {"command": "status"}, 5)["result"]["counts"]
+        assert counts["ERROR"] == 3 and counts["PASS"] + counts["FAIL"] == 1, counts
+        assert len(h.verdicts) == 4  # one verdict each, the discarded late one not among them
+    finally:
+        h.stop()
+
+
+def test_inspect_during_shutdown_is_answered(tmp_path: Path) -> None:
+    """After SIGTERM (stop), while the cycle in flight finishes, an inspect is answered
+    SHUTTING_DOWN and a ping still answered; the cycle in flight gets its one verdict."""
+    h, rig = gated(tmp_path, "cycle.shutdown_timeout_s=5")
+    h.start()
+    inflight = request(h.command, {"command": "inspect"}, 5)["result"]["inspection_id"]
+    assert rig.entered.wait(10)
+    h.daemon.stop()
+    reply = request(h.command, {"command": "inspect", "wait": True, "request_id": "late"}, 5)
+    assert reply["ok"] is False and reply["error"]["code"] == "SHUTTING_DOWN"
+    assert reply["request_id"] == "late"
+    assert request(h.command, {"command": "ping"}, 5)["ok"]
+    rig.gate.set()
+    h.thread.join(15)
+    assert not h.thread.is_alive()
+    h.pump(300)
+    assert inflight in h.verdicts
+    h.sub.close()
+    h.ctx.term()
+
+
+def test_interrupted_triggers_are_closed_at_start(tmp_path: Path) -> None:
+    """Triggers a crash left accepted but unfinished are ERROR "interrupted by a restart" at
+    the next start: recorded, published, counted, never run."""
+    from station.store import Store
+
+    store = Store(tmp_path / "data")
+    store.accept("20261122T100000000-dead", "P-LOST", "2026-11-22T10:00:00.000+00:00")
+    store.close()
+    h = Harness(make_daemon(tmp_path))
+    h.start()
+    try:
+        rows = h.daemon.store.history(5)
+        assert [(r.id, r.part_id, r.verdict) for r in rows] == [
+            ("20261122T100000000-dead", "P-LOST", "ERROR")]
+        assert rows[0].reasons[0].startswith("interrupted by a restart")
+        assert rows[0].started_at == "2026-11-22T10:00:00.000+00:00"
+        assert h.daemon.store.unfinished() == []
+    finally:
+        h.stop()
+
+
+def test_signal_handler_only_sets_flags(tmp_path: Path) -> None:
+    """SIGTERM's handler does not log: it may run inside a log write holding the logger's lock
+    (a SIGTERM during the "station ready" line once hung the daemon); serve() logs it."""
+    import signal
+
+    from structlog.testing import capture_logs
+
+    daemon = make_daemon(tmp_path)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        daemon.install_signal_handlers()
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        with capture_logs() as logs:
+            handler(signal.SIGTERM, None)
+        assert logs == [] and daemon._stop.is_set()
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+        daemon.abort()
+
+
+def test_port_vanishing_mid_cycle_is_answered_at_once(tmp_path: Path) -> None:
+    """The controller's port vanishes while the lights are on for the grab: the waiting
+    inspect is answered ERROR naming the lights (not left hanging), status shows the problem,
+    and once the port is back the guard confirms the lights off and the problem clears."""
+    h, rig = gated(tmp_path)
+    h.start()
+    try:
+        replies: list[dict[str, Any]] = []
+        waiter = threading.Thread(target=lambda: replies.append(
+            request(h.command, {"command": "inspect", "wait": True}, 60)))
+        waiter.start()
+        assert rig.entered.wait(10)  # lights on, the grab held
+        h.lights.simulator.set_fault("port_closed")
+        rig.gate.set()
+        waiter.join(30)
+        assert replies, "the inspection was not answered"
+        header = replies[0]["result"]
+        assert header["verdict"] == "ERROR"
+        assert any("lights did not switch off" in r for r in header["reasons"]), header
+        status = request(h.command, {"command": "status"}, 5)["result"]
+        assert any(p.startswith("lights may be on") for p in status["problems"]), status
+        h.lights.simulator.set_fault("none")  # replugged: a fresh port, the guard gets through
+        h.wait_for(lambda: not any(
+            p.startswith("lights may be on")
+            for p in request(h.command, {"command": "status"}, 5)["result"]["problems"]),
+            30, "the lights confirmed off")
+        h.wait_for(lambda: any(e["kind"] == "lights_recovered" for e in h.events), 10,
+                   "lights_recovered")
+    finally:
+        h.stop()
+
+
+def test_odd_event_data_and_a_failing_turn_do_not_stop_the_daemon(harness: Harness) -> None:
+    """A driver event carrying values JSON cannot hold is published cleaned; an exception in a
+    turn of the main loop is logged and the daemon serves on."""
+    harness.daemon.event("odd", {"obj": object(), "nan": float("nan"), "text": "\ud800"})
+    harness.wait_for(lambda: any(e["kind"] == "odd" for e in harness.events), 10, "the event")
+    odd = next(e for e in harness.events if e["kind"] == "odd")
+    assert odd["data"] == {"obj": "<object>", "nan": None, "text": "\\ud800"}
+    calls = {"n": 0}
+    real = harness.daemon._check_cycle_timeout
+
+    def flaky() -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in one turn")
+        real()
+
+    harness.daemon._check_cycle_timeout = flaky  # type: ignore[method-assign]
+    harness.wait_for(lambda: calls["n"] >= 2, 10, "the next turn")
+    assert request(harness.command, {"command": "ping"}, 5)["ok"]
+    assert harness.thread.is_alive()

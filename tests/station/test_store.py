@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -102,4 +103,60 @@ def test_previews_sit_beside_the_maps_under_the_same_budget(tmp_path: Path) -> N
         store.write_map(f"id{i}", started, "cam0", b"p" * 4096)
     store.record(header(1), {})
     assert not (tmp_path / rel).exists()  # the oldest file, a preview, went first
+    store.close()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o077])
+def test_files_are_private_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """The data dir and its folders are 0750, the database, its WAL and the maps 0640."""
+    old = os.umask(umask)
+    try:
+        root = tmp_path / "new" / "data"
+        store = Store(root)
+        rel = store.write_map("id1", "2026-11-22T10", "cam0", b"png")
+        store.record(header(1), {"cam0": rel})
+        modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode)
+                 for p in [root.parent, root, root / "maps", (root / rel).parent, root / rel,
+                           root / DB_NAME, root / f"{DB_NAME}-wal"]}
+        store.close()
+    finally:
+        os.umask(old)
+    assert modes == {
+        "new": 0o750, "new/data": 0o750, "new/data/maps": 0o750,
+        "new/data/maps/2026-11-22": 0o750, f"new/data/{rel}": 0o640,
+        f"new/data/{DB_NAME}": 0o640, f"new/data/{DB_NAME}-wal": 0o640,
+    }
+
+
+def test_world_writable_data_dir_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """An existing data dir anyone may write to is refused; the message gives the chmod."""
+    root = tmp_path / "data"
+    root.mkdir()
+    root.chmod(0o777)
+    with pytest.raises(StoreError, match=r"writable by every user \(mode 0777\).*chmod 750"):
+        Store(root)
+    assert not (root / DB_NAME).exists()
+    root.chmod(0o750)
+    Store(root).close()
+
+
+def test_accepted_triggers_until_recorded(tmp_path: Path) -> None:
+    """accept() marks a trigger; record() of its verdict removes the mark in one transaction;
+    marks left by a crash survive a reopen and are listed oldest first."""
+    store = Store(tmp_path)
+    store.accept("id002", "P2", "2026-11-22T10:00:02.000+00:00")
+    store.accept("id001", None, "2026-11-22T10:00:01.000+00:00")
+    store.accept("id003", "P3", "2026-11-22T10:00:03.000+00:00")
+    store.record(header(3), {})
+    store.close()  # as if killed: the marks are committed
+    store = Store(tmp_path)
+    assert store.unfinished() == [
+        ("id001", None, "2026-11-22T10:00:01.000+00:00"),
+        ("id002", "P2", "2026-11-22T10:00:02.000+00:00"),
+    ]
+    with pytest.raises(StoreError, match="id001"):
+        store.accept("id001", None, "2026-11-22T10:00:01.000+00:00")
+    store.record(header(1, "ERROR"), {})
+    store.record(header(2, "ERROR"), {})
+    assert store.unfinished() == []
     store.close()
