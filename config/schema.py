@@ -13,6 +13,7 @@ from config.cameras import CameraConfig, ReplayConfig
 from config.hmi import HmiConfig
 from config.lights import LightsConfig
 from config.messaging import MessagingConfig
+from config.opcua import OpcUaConfig
 from config.pipeline import ModelConfig, PipelineConfig
 from config.rules import RulesConfig
 from config.storage import StorageConfig
@@ -69,6 +70,9 @@ class StationConfig(Section):
     rules: RulesConfig = Field(default_factory=RulesConfig, description="Verdict rules [-]")
     messaging: MessagingConfig = Field(
         default_factory=MessagingConfig, description="ZeroMQ sockets [-]"
+    )
+    opcua: OpcUaConfig = Field(
+        default_factory=OpcUaConfig, description="OPC UA server for PLCs [-]"
     )
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Store [-]")
     calibration: CalibrationConfig = Field(
