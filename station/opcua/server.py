@@ -23,6 +23,8 @@ request never sees two verdicts mixed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -63,6 +65,11 @@ class TriggerRefused(Exception):
 
 TriggerFn = Callable[[str | None], str]
 PendingFn = Callable[[], tuple[bool, bool]]
+
+
+def _ua() -> Any:
+    """``asyncua.ua``, typed loosely (its NewTypes make every literal an error under mypy)."""
+    return importlib.import_module("asyncua.ua")
 
 
 def _asyncua() -> Any:
@@ -123,10 +130,8 @@ class OpcUaServer:
         """Stop serving and join the thread (clients are disconnected)."""
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None and not loop.is_closed():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
                 loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
@@ -197,7 +202,7 @@ class OpcUaServer:
 
     async def _build(self) -> Any:
         asyncua = _asyncua()
-        from asyncua import ua
+        ua = _ua()
         from asyncua.server.internal_session import InternalSession
 
         from station.opcua.security import StationUsers, TrustFolder, certificate_validator
@@ -243,6 +248,7 @@ class OpcUaServer:
         server.set_identity_tokens(tokens)
         server.set_certificate_validator(certificate_validator(trust))
         InternalSession.max_connections = o.max_sessions
+        self._server = server
         await self._model(server)
         return server
 
@@ -275,7 +281,7 @@ class OpcUaServer:
                         path=str(cert_path))
 
     async def _model(self, server: Any) -> None:
-        from asyncua import ua
+        ua = _ua()
 
         idx = await server.register_namespace(nodes.NAMESPACE_URI)
         self._idx = idx
@@ -303,10 +309,8 @@ class OpcUaServer:
                     ua.DataValue(ua.Variant([0], ua.VariantType.UInt32)),
                 )
             if var.doc:
-                await node.write_attribute(
-                    ua.AttributeIds.Description,
-                    ua.DataValue(ua.Variant(ua.LocalizedText(var.doc), ua.VariantType.LocalizedText)),
-                )
+                text = ua.Variant(ua.LocalizedText(var.doc), ua.VariantType.LocalizedText)
+                await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(text))
         station = made[nodes.STATION]
         part_arg = ua.Argument(Name="PartId", DataType=ua.NodeId(ua.ObjectIds.String),
                                ValueRank=-1, Description=ua.LocalizedText(
@@ -336,7 +340,7 @@ class OpcUaServer:
     # --- on the server's loop ---------------------------------------------------------------
 
     async def _on_trigger(self, parent: Any, part: Any = None) -> Any:
-        from asyncua import ua
+        ua = _ua()
 
         value = getattr(part, "Value", part)
         if value is not None and not isinstance(value, str):
@@ -380,7 +384,7 @@ class OpcUaServer:
 
     async def _write_verdict(self, header: dict[str, Any], counts: dict[str, int],
                              busy: bool) -> None:
-        from asyncua import ua
+        ua = _ua()
 
         self._sequence += 1
         values = nodes.verdict_values(header, self._sequence)
@@ -402,7 +406,7 @@ class OpcUaServer:
 
     async def _write_values(self, values: Mapping[str, nodes.Value]) -> None:
         """Write every value in one step of the loop (no client request runs in between)."""
-        from asyncua import ua
+        ua = _ua()
 
         server = self._server
         if server is None:
