@@ -270,6 +270,16 @@ def trust_certificate(cert_path: Path, folder: Path, force: bool = False) -> Pat
     return target
 
 
+def write_pem_copy(der_path: Path) -> Path:
+    """A PEM copy of a DER certificate beside it (``x.der`` -> ``x.pem``), for PEM clients."""
+    from cryptography.hazmat.primitives import serialization
+
+    cert = read_certificate(der_path)
+    target = der_path.with_suffix(".pem")
+    _write(target, cert.public_bytes(serialization.Encoding.PEM), secret=False, force=True)
+    return target
+
+
 def expiry(cert: Any) -> datetime:
     """When a certificate stops being valid (UTC)."""
     value: datetime = cert.not_valid_after_utc

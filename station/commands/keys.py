@@ -96,6 +96,7 @@ def _opcua(args: argparse.Namespace, cfg: StationConfig, layout: object) -> int:
         read_certificate,
         set_user,
         trust_certificate,
+        write_pem_copy,
     )
 
     assert isinstance(layout, Layout)
@@ -136,8 +137,9 @@ def _opcua(args: argparse.Namespace, cfg: StationConfig, layout: object) -> int:
         make_opcua_certificate(ccert, ckey, client_uri, args.host or ["localhost"], name,
                                client=True, days=args.days, force=args.force)
         target = trust_certificate(ccert, trusted)
-        print(f"made client certificate {ccert} (key {ckey}, application URI {client_uri}); "
-              f"trusted as {target}")
+        pem = write_pem_copy(ccert)
+        print(f"made client certificate {ccert} (PEM: {pem}; key {ckey}, application URI "
+              f"{client_uri}); trusted as {target}")
         did = True
     if cert_path.exists() and not (args.force and not did):
         print(f"kept the server certificate {cert_path} (application URI "
