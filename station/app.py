@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,13 @@ def check_endpoints(cfg: StationConfig) -> None:
         ctx.term()
 
 
-def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None = None) -> Daemon:
+def build_daemon(
+    cfg: StationConfig, data_dir: Path, notifier: Notifier | None = None,
+    config_loader: Callable[[], StationConfig] | None = None,
+) -> Daemon:
     """Open everything the config names and return a daemon ready to ``start()``.
+
+    ``config_loader`` reads the config again (``reload``); without it ``reload`` is refused.
 
     Cheap checks come first (the files the config names, the data directory, the
     endpoints), then the model, which must
@@ -171,6 +177,7 @@ def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None =
         daemon = Daemon(
             cfg, data_dir, inspector=inspector, rig=rig, lights=lights,
             calibration=calibration, calibration_info=cal_info, notifier=notifier,
+            config_loader=config_loader,
         )
     except BaseException:  # the store failed: close what was opened before raising
         lights.close()

@@ -52,6 +52,8 @@ TRIGGER_STATUS = {
     "BUSY": "BadInvalidState",
     "SHUTTING_DOWN": "BadShutdown",
     "BAD_PART_ID": "BadInvalidArgument",
+    "STORE_ERROR": "BadResourceUnavailable",
+    "TIMEOUT": "BadTimeout",
 }
 
 
@@ -101,6 +103,7 @@ class OpcUaServer:
         self._idx = 0
         self._event_gen: Any = None
         self._busy = False
+        self._last_id = ""
         self._sequence = 0
         self._accepting = True
         self.endpoint = self.o.endpoint
@@ -349,8 +352,9 @@ class OpcUaServer:
             return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
         if self._busy:
             return ua.StatusCode(ua.StatusCodes.BadInvalidState)
-        try:
-            inspection_id = self._trigger(value or None)
+        try:  # the daemon's main loop accepts it: wait off this loop
+            inspection_id = await asyncio.get_running_loop().run_in_executor(
+                None, self._trigger, value or None)
         except TriggerRefused as exc:
             log.info("OPC UA trigger refused", code=exc.code, reason=str(exc))
             name = TRIGGER_STATUS.get(exc.code, "BadInternalError")
@@ -358,7 +362,8 @@ class OpcUaServer:
         except Exception:
             log.exception("OPC UA trigger failed")
             return ua.StatusCode(ua.StatusCodes.BadInternalError)
-        await self._set_busy(True)
+        if inspection_id != self._last_id:  # (its verdict cannot be written yet, but be sure)
+            await self._set_busy(True)
         log.info("OPC UA trigger", inspection_id=inspection_id, part_id=value or None)
         return [ua.Variant(inspection_id, ua.VariantType.String)]
 
@@ -387,6 +392,7 @@ class OpcUaServer:
         ua = _ua()
 
         self._sequence += 1
+        self._last_id = str(header.get("inspection_id") or "")
         values = nodes.verdict_values(header, self._sequence)
         values.update(nodes.counter_values(counts))
         values[f"{nodes.STATION}.Busy"] = busy
