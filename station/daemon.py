@@ -219,6 +219,9 @@ class Daemon:
         if self._curve is not None:  # CURVE servers, each in its ZAP domain (roles differ)
             curve.make_server(router, self._curve.keys, curve.COMMAND_DOMAIN)
             curve.make_server(pub, self._curve.keys, curve.PUBLISH_DOMAIN)
+            self._curve.handshakes.watch(router, curve.COMMAND_DOMAIN)
+            self._curve.handshakes.watch(pub, curve.PUBLISH_DOMAIN)
+            self._curve.handshakes.start()
         for warning in curve.exposure_warnings(self.cfg):
             log.warning("socket open beyond loopback", problem=warning)
         for sock, endpoint, key in ((pub, m.publish, "publish"), (router, m.command, "command")):

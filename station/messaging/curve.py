@@ -6,8 +6,10 @@ station's two sockets are CURVE servers holding the station's secret key
 in a role folder (``plc_keys``, ``hmi_keys``, ``admin_keys``). The ZAP handler
 (:class:`RoleAuthenticator`, pyzmq's ``ThreadAuthenticator`` with a key -> roles table)
 decides at the handshake: an unknown key, a key whose roles may not use that socket, or a
-client without CURVE gets no connection and so no answer at all. Each refusal is logged once
-per client key (and once for all clients without CURVE, whom libzmq drops before ZAP).
+client without CURVE gets no connection and so no answer at all. Each refused key is logged
+once. Clients without CURVE (or with the wrong station key) fail the handshake before ZAP
+and show no key: a socket monitor (:class:`HandshakeWatch`) logs the first such failure per
+socket and then a count at most once a minute.
 
 A key accepted on the command socket carries its roles as the ZAP user id (``"hmi,plc"``);
 the daemon reads it from every request's ``User-Id`` message property and checks the command
@@ -22,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -247,6 +249,69 @@ def make_client(sock: zmq.Socket[Any], curve: ClientCurve) -> None:
     sock.setsockopt(zmq.CURVE_SECRETKEY, curve.client.secret)
 
 
+class HandshakeWatch:
+    """Logs handshakes that fail before ZAP (no CURVE, wrong station key), from monitors."""
+
+    EVENTS = zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    SUMMARY_S = 60.0
+
+    def __init__(self) -> None:
+        self._monitors: list[tuple[zmq.Socket[Any], str]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: failed handshakes since start, per socket
+        self.failures: dict[str, int] = {}
+
+    def watch(self, sock: zmq.Socket[Any], domain: str) -> None:
+        """Monitor ``sock`` (call from the thread that owns it, before :meth:`start`)."""
+        self._monitors.append((sock.get_monitor_socket(self.EVENTS), domain))
+
+    def start(self) -> None:
+        """Read the monitors on a thread of their own."""
+        self._thread = threading.Thread(target=self._run, name="curve-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        from zmq.utils.monitor import recv_monitor_message
+
+        poller = zmq.Poller()
+        for mon, _ in self._monitors:
+            poller.register(mon, zmq.POLLIN)
+        logged: dict[str, float] = {}
+        counted: dict[str, int] = {}
+        while not self._stop.is_set():
+            for mon, domain in self._monitors:
+                if not mon.poll(0):
+                    continue
+                try:
+                    recv_monitor_message(mon)
+                except zmq.ZMQError:
+                    continue
+                self.failures[domain] = self.failures.get(domain, 0) + 1
+                now = time.monotonic()
+                if domain not in logged:
+                    logged[domain] = now
+                    counted[domain] = self.failures[domain]
+                    log.warning("CURVE handshake failed: a client without CURVE or with the "
+                                "wrong station key was refused (first of its kind; a count "
+                                "follows at most once a minute)", socket=domain)
+                elif now - logged[domain] >= self.SUMMARY_S:
+                    log.warning("CURVE handshakes failed", socket=domain,
+                                since_last=self.failures[domain] - counted[domain])
+                    logged[domain], counted[domain] = now, self.failures[domain]
+            poller.poll(200)
+        for mon, _ in self._monitors:
+            mon.close(0)
+
+    def stop(self) -> None:
+        """Stop the thread (it closes the monitor sockets)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
 @dataclass
 class ServerCurve:
     """What the daemon holds while CURVE is on: its key pair and the running ZAP handler."""
@@ -254,6 +319,7 @@ class ServerCurve:
     keys: KeyPair
     authenticator: RoleAuthenticator
     folders: dict[str, Path]
+    handshakes: HandshakeWatch = field(default_factory=HandshakeWatch)
 
     def reload_keys(self) -> int:
         """Read the role folders again; returns the number of keys. Raises ``ConfigError``."""
@@ -262,7 +328,8 @@ class ServerCurve:
         return len(table)
 
     def stop(self) -> None:
-        """Stop the ZAP thread."""
+        """Stop the ZAP and monitor threads."""
+        self.handshakes.stop()
         self.authenticator.stop()
 
 

@@ -246,3 +246,25 @@ def test_config_needs_keys_when_curve_is_on(tmp_path: Path) -> None:
     curve = client_curve(cfg)
     assert curve is not None
     assert curve.server_public == load_public_key(layout.server_public)
+
+
+def test_handshake_failures_before_zap_are_logged_once(booth: Booth) -> None:
+    """Clients without CURVE never reach ZAP: the monitor counts them and logs the first."""
+    from station.messaging.curve import HandshakeWatch
+
+    router = booth.ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    make_server(router, booth.server, COMMAND_DOMAIN)
+    endpoint = f"tcp://127.0.0.1:{router.bind_to_random_port('tcp://127.0.0.1')}"
+    watch = HandshakeWatch()
+    watch.watch(router, COMMAND_DOMAIN)
+    with structlog.testing.capture_logs() as logs:
+        watch.start()
+        for _ in range(3):
+            req = booth.client(zmq.REQ, None, endpoint)
+            req.send(b"x")
+        wait_for(lambda: watch.failures.get(COMMAND_DOMAIN, 0) >= 3, 10, "three failures")
+        watch.stop()
+    router.close(0)
+    failed = [e for e in logs if e["event"].startswith("CURVE handshake failed")]
+    assert len(failed) == 1 and failed[0]["socket"] == COMMAND_DOMAIN
