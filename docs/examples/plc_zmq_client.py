@@ -30,7 +30,10 @@ def ask(endpoint: str, keys: tuple[bytes, bytes, bytes], payload: dict[str, Any]
     sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
     try:
         sock.connect(endpoint)
-        sock.send_json(payload)
+        # send() on a REQ socket blocks while there is no peer (a refused key leaves none)
+        if not sock.poll(int(timeout_s * 1000), zmq.POLLOUT):
+            raise TimeoutError(f"no connection to {endpoint} in {timeout_s:g} s")
+        sock.send_json(payload, zmq.NOBLOCK)
         if not sock.poll(int(timeout_s * 1000)):
             raise TimeoutError(f"no answer from {endpoint} in {timeout_s:g} s")
         reply: dict[str, Any] = sock.recv_json()  # type: ignore[assignment]

@@ -27,7 +27,15 @@ def request(
         if curve is not None:
             make_client(sock, curve)
         sock.connect(endpoint)
-        sock.send(json.dumps(payload).encode())
+        # A REQ socket blocks in send() while it has no peer (a CURVE station that refused
+        # the handshake leaves none): wait for one within the timeout instead.
+        if not sock.poll(int(timeout_s * 1000), zmq.POLLOUT):
+            raise NoAnswer(
+                f"no connection to {endpoint} within {timeout_s:g} s; is `station run` running "
+                "with this messaging.command endpoint (and, with CURVE, is this client's key "
+                "listed)?"
+            )
+        sock.send(json.dumps(payload).encode(), zmq.NOBLOCK)
         if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
             raise NoAnswer(
                 f"no answer from {endpoint} within {timeout_s:g} s; is `station run` running "

@@ -4,6 +4,7 @@ and logs each refused client once; the role table; the loopback warnings."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,13 @@ from station.messaging.curve import (
     refusal,
     roles_of,
 )
+
+
+def try_send(sock: zmq.Socket[bytes], body: bytes) -> None:
+    """Send without blocking: a REQ socket whose handshake was refused has no peer, and a
+    blocking send would wait for one forever."""
+    with contextlib.suppress(zmq.Again):
+        sock.send(body, zmq.NOBLOCK)
 
 
 def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -128,7 +136,7 @@ def test_unknown_key_gets_nothing_and_is_logged_once(booth: Booth, tmp_path: Pat
     with structlog.testing.capture_logs() as logs:
         for _ in range(3):
             req = booth.client(zmq.REQ, "stranger", booth.command)
-            req.send(b'{"command": "ping"}')
+            try_send(req, b'{"command": "ping"}')
         wait_for(lambda: booth.auth.refused >= 3, 10, "three ZAP refusals")
     assert not booth.router.poll(0)
     refused = [e for e in logs if e["event"].startswith("CURVE client refused")]
@@ -141,7 +149,7 @@ def test_unknown_key_gets_nothing_and_is_logged_once(booth: Booth, tmp_path: Pat
 def test_plain_text_client_gets_nothing(booth: Booth) -> None:
     """A client without CURVE fails the handshake: the ROUTER never sees its request."""
     req = booth.client(zmq.REQ, None, booth.command)
-    req.send(b'{"command": "ping"}')
+    try_send(req, b'{"command": "ping"}')
     assert booth.router_monitor.poll(10_000), "no handshake failure reported"
     event: dict[str, Any] = recv_monitor_message(booth.router_monitor)
     assert event["event"] in (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
@@ -262,7 +270,7 @@ def test_handshake_failures_before_zap_are_logged_once(booth: Booth) -> None:
         watch.start()
         for _ in range(3):
             req = booth.client(zmq.REQ, None, endpoint)
-            req.send(b"x")
+            try_send(req, b"x")
         wait_for(lambda: watch.failures.get(COMMAND_DOMAIN, 0) >= 3, 10, "three failures")
         watch.stop()
     router.close(0)
