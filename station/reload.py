@@ -114,7 +114,7 @@ def prepare(
 ) -> Prepared:
     """Build the new set; ``ReloadError`` names what is wrong. Runs off the main thread."""
     from pipeline import Inspector
-    from station.app import calibrated_exposure, load_calibration_state
+    from station.calibration.state import calibrated_exposure, load_calibration_state
 
     try:
         new = loader()

@@ -8,8 +8,8 @@ import sys
 
 from station.commands._common import add_config_options, config_from_args
 from station.messaging.client import NoAnswer, request
-from station.words import status_lines
 from station.messaging.curve import client_curve
+from station.words import status_lines
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

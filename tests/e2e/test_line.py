@@ -131,6 +131,8 @@ def test_opcua_worked_client(booth: Booth) -> None:
 def node_client_dir(tmp_path: Path) -> Path:
     """node-opcua installed from the lock file (once), beside a copy of the example."""
     if not (shutil.which("node") and shutil.which("npm")):
+        if os.environ.get("STATION_REQUIRE_NODE") == "1":  # CI: .ci/run installs them
+            pytest.fail("STATION_REQUIRE_NODE=1 but node or npm is not on PATH")
         pytest.skip("node and npm are not installed: the node-opcua interoperability check "
                     "needs them (apt-get install nodejs npm)")
     if not (INTEROP / "node_modules" / "node-opcua-client").is_dir():
