@@ -59,8 +59,15 @@ class Line:
     accepting: bool = True
     triggered: list[str | None] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: when set: trigger() signals ``entered`` and waits for ``release`` (a call in flight)
+    hold: bool = False
+    entered: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def trigger(self, part_id: str | None) -> str:
+        if self.hold:
+            self.entered.set()
+            assert self.release.wait(30), "the test never released the held trigger"
         with self.lock:
             if not self.accepting:
                 raise TriggerRefused("SHUTTING_DOWN", "stopping")
@@ -178,6 +185,15 @@ def header(inspection_id: str, verdict: str = "FAIL", part_id: str = "A-1") -> d
                     {"camera": "cam1", "defects": [{"class_name": "blowhole"}]}],
         "maps": [], "map_downscale": 8,
     }
+
+
+def wait_for_condition(cond: Any, what: str, timeout_s: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def run(coro: Any) -> Any:
@@ -428,8 +444,10 @@ def test_user_certificate_token(keys: tuple[Layout, Path, Path], tmp_path: Path)
 
 
 def test_server_survives_a_client_that_vanishes_mid_call(booth: Booth) -> None:
-    """A client that drops its connection with a Trigger in flight leaves the server serving
-    the next client, whose Trigger works."""
+    """A client that drops its connection while its Trigger is being served leaves the server
+    serving: the held call completes into the dead connection, and the next client's Trigger
+    works."""
+    booth.line.hold = True
 
     async def vanish() -> None:
         c = await secure_client(booth)
@@ -437,19 +455,25 @@ def test_server_survives_a_client_that_vanishes_mid_call(booth: Booth) -> None:
         idx = await c.get_namespace_index(nodes.NAMESPACE_URI)
         station = c.get_node(ua.NodeId("Station", idx))
         call = asyncio.ensure_future(station.call_method(ua.NodeId("Station.Trigger", idx), "V"))
-        await asyncio.sleep(0)
+        while not booth.line.entered.is_set():  # the server is inside the Trigger call
+            await asyncio.sleep(0.01)
         c.uaclient.protocol.transport.abort()
         with pytest.raises(BaseException):  # noqa: B017  (whatever the dead socket raises)
             await asyncio.wait_for(call, 5)
 
-    run(vanish())
+    try:
+        run(vanish())
+    finally:
+        booth.line.hold = False
+        booth.line.release.set()
+    wait_for_condition(lambda: booth.line.triggered == ["V"], "the held trigger to finish")
     booth.line.busy = False
-    booth.server.publish_verdict(header("INS-x"), {}, False)
+    booth.server.publish_verdict(header("INS-1"), {}, False)
 
     async def next_client() -> str:
         async with await secure_client(booth) as c:
             idx = await c.get_namespace_index(nodes.NAMESPACE_URI)
-            for _ in range(100):
+            for _ in range(250):
                 if not await c.get_node(ua.NodeId("Station.Busy", idx)).read_value():
                     break
                 await asyncio.sleep(0.02)
@@ -457,7 +481,8 @@ def test_server_survives_a_client_that_vanishes_mid_call(booth: Booth) -> None:
             value: str = await station.call_method(ua.NodeId("Station.Trigger", idx), "N")
             return value
 
-    assert run(next_client()).startswith("INS-")
+    assert run(next_client()) == "INS-2"
+    assert booth.line.triggered == ["V", "N"]
 
 
 def test_status_fills_status_and_health(booth: Booth) -> None:
