@@ -129,7 +129,10 @@ def prepare(
     try:
         images = warm_up_images(cfg, frame_sizes)
         mm = {c.name: c.mm_per_px for c in cfg.cameras if c.mm_per_px is not None}
-        inspector.inspect(images, None, mm)
+        inspector.inspect(images, None, mm)  # the whole pipeline runs with the new set
+        warmup = getattr(inspector, "warmup", None)  # CUDA: batch sizing, graphs, compile
+        if warmup is not None:
+            warmup(sorted(set(frame_sizes.values())))
     except Exception as exc:  # the new model cannot run: it must not take over
         raise ReloadError(f"model warm-up failed: {type(exc).__name__}: {exc}") from exc
     warm_up_ms = (time.perf_counter() - t0) * 1000
