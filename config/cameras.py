@@ -60,6 +60,18 @@ class ReplayConfig(Section):
         description="Decoded, converted frames kept in memory so a loop does not re-decode "
         "files (least recently used dropped first) [MiB]",
     )
+    trigger: Literal["software", "external"] = Field(
+        default="software",
+        description="'software': a frame per trigger() (the daemon's cycle); 'external': "
+        "frames come when the camera's line is pulsed (ReplayCamera.pulse(), or every "
+        "line_period_ms), like a hardware-triggered camera, for cycle.trigger: hardware [-]",
+    )
+    line_period_ms: float = Field(
+        default=0.0, ge=0, le=60000,
+        description="trigger 'external': pulse the line every this long, at multiples of "
+        "the period on the host clock (so cameras with the same period fire together); "
+        "0: only ReplayCamera.pulse() fires it [ms]",
+    )
 
 
 class GenICamConfig(Section):

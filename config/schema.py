@@ -36,6 +36,41 @@ class CycleConfig(Section):
     shutdown_timeout_s: float = Field(
         8.0, gt=0, le=60, description="Time the cycle in flight gets to finish at shutdown [s]"
     )
+    pipeline_depth: int = Field(
+        1, ge=1, le=8,
+        description="Acquired parts that may wait for the inference stage: part N+1 is "
+        "acquired while part N is inferred, and acquisition waits while this many are "
+        "waiting [count]",
+    )
+    trigger: Literal["software", "hardware"] = Field(
+        "software",
+        description="'software': each inspect (or OPC UA Trigger) switches the lights and "
+        "triggers every camera; 'hardware': the PLC triggers the cameras on a line, the "
+        "daemon pairs their frames as they arrive and inspects each set, and refuses "
+        "inspect (every camera must be line-triggered: genicam.trigger 'hardware' or "
+        "replay.trigger 'external') [-]",
+    )
+    pair_window_ms: float = Field(
+        50.0, gt=0, le=5000,
+        description="Hardware trigger: the frames of one part from every camera arrive "
+        "within this of each other; a wider spread is an ERROR naming the skew [ms]",
+    )
+    pair_timeout_ms: float = Field(
+        500.0, gt=0, le=60000,
+        description="Hardware trigger: how long after a part's first frame the daemon waits "
+        "for the other cameras' frames before the part is an ERROR (missing partner); at "
+        "least pair_window_ms [ms]",
+    )
+
+    @model_validator(mode="after")
+    def _timeout_covers_the_window(self) -> CycleConfig:
+        if self.pair_timeout_ms < self.pair_window_ms:
+            raise ValueError(
+                f"cycle.pair_timeout_ms = {self.pair_timeout_ms:g} is shorter than "
+                f"cycle.pair_window_ms = {self.pair_window_ms:g}; the daemon must wait at least "
+                "the window for a partner: raise pair_timeout_ms or lower pair_window_ms"
+            )
+        return self
 
 
 class LoggingConfig(Section):
@@ -93,6 +128,27 @@ class StationConfig(Section):
         if dupes:
             raise ValueError(
                 f"camera names must be unique; {', '.join(dupes)} appears more than once"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _line_triggered_cameras(self) -> StationConfig:
+        if self.cycle.trigger != "hardware":
+            return self
+        bad = [
+            f"{c.name} ({c.backend}: " + (
+                f"replay.trigger is {c.replay.trigger!r}" if c.backend == "replay"
+                else f"genicam.trigger is {c.genicam.trigger!r}") + ")"
+            for c in self.cameras
+            if (c.backend == "replay" and c.replay.trigger != "external")
+            or (c.backend != "replay" and c.genicam.trigger != "hardware")
+        ]
+        if bad:
+            raise ValueError(
+                "cycle.trigger is 'hardware' (the PLC triggers the cameras on a line) but "
+                f"camera(s) {', '.join(bad)} are not line-triggered; set genicam.trigger: "
+                "hardware (with genicam.trigger_line) or replay.trigger: external on every "
+                "camera, or cycle.trigger: software"
             )
         return self
 

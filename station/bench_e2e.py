@@ -2,10 +2,16 @@
 given size, driven through the command socket as fast as the queue allows, then one part at a
 time; parts/s, latency percentiles, and whether any part was lost, answered BUSY or published
 out of order. ``station bench --e2e`` runs it (options in :mod:`station.bench`).
+
+Whether acquisition overlapped inference (the daemon's two stages, ``station.stages``) is
+read from the verdict headers of the throughput phase: the acquisition stage's time (lights,
+grab, previews), the inference stage's (``pipeline``), their sum against the time between
+two verdicts, and how many parts started before the previous part's verdict was ready.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -223,6 +229,34 @@ def _serial(command: str, sub: Any, prefix: str, n: int, timeout_s: float) -> di
             "stages_ms": _stage_medians(headers)}
 
 
+#: The acquisition stage's steps in a verdict header's timings_ms.
+ACQUIRE_STEPS = ("lights_on", "acquire", "lights_off", "preview")
+
+
+def _stamp(iso_time: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_time).timestamp()
+
+
+def overlap(headers: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Did part N+1's acquisition overlap part N's inference? From headers in trigger order:
+    stage medians, their sum against the time per part, and the parts whose cycle started
+    before the previous verdict was finished."""
+    acquire = [sum(h.get("timings_ms", {}).get(k, 0.0) for k in ACQUIRE_STEPS) for h in headers]
+    infer = [h.get("timings_ms", {}).get("pipeline", 0.0) for h in headers]
+    early = sum(1 for a, b in itertools.pairwise(headers)
+                if _stamp(b["started_at"]) < _stamp(a["finished_at"]))
+    period = seconds * 1000 / len(headers) if headers else 0.0
+    a50, i50 = percentile(acquire, 50), percentile(infer, 50)
+    return {
+        "acquire_ms_p50": round(a50, 1), "infer_ms_p50": round(i50, 1),
+        "sum_ms_p50": round(a50 + i50, 1), "period_ms": round(period, 1),
+        "overlapped_parts": early, "pairs": max(0, len(headers) - 1),
+        "overlapped": early > 0,
+    }
+
+
 def _burst(command: str, sub: Any, n: int, duration_s: float) -> dict[str, Any]:
     """Trigger parts as fast as the queue takes them (a BUSY answer waits for the next
     verdict); every accepted part must get exactly one verdict, in trigger order."""
@@ -272,12 +306,23 @@ def _burst(command: str, sub: Any, n: int, duration_s: float) -> dict[str, Any]:
         "parts_per_s": round(len(got) / elapsed, 3) if elapsed > 0 else 0.0,
         "busy_answers": busy, "lost": len(lost), "reordered": reordered,
         **_summary(latencies, cycles, verdicts), "stages_ms": _stage_medians(headers),
+        "overlap": overlap(headers, elapsed),
     }
 
 
 # -- output ----------------------------------------------------------------------------------
 
 
+
+
+def _overlap_line(o: dict[str, Any] | None) -> list[str]:
+    if not o:
+        return []
+    word = "yes" if o["overlapped"] else "no"
+    return [f"overlap    {word}: acquisition stage p50 {o['acquire_ms_p50']} ms + inference "
+            f"stage p50 {o['infer_ms_p50']} ms = {o['sum_ms_p50']} ms, one verdict every "
+            f"{o['period_ms']} ms; {o['overlapped_parts']} of {o['pairs']} parts started "
+            "before the previous verdict"]
 
 
 def format_e2e(e: dict[str, Any]) -> str:
@@ -295,5 +340,6 @@ def format_e2e(e: dict[str, Any]) -> str:
         f"one by one latency p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms; "
         f"cycle p50 {s['cycle_ms']['p50']} ms, p99 {s['cycle_ms']['p99']} ms; lost {s['lost']}",
         "stages     " + ", ".join(f"{k} {v}" for k, v in s["stages_ms"].items()),
+        *_overlap_line(b.get("overlap")),
         f"exit code  {e['exit_code']}",
     ])

@@ -1,10 +1,15 @@
 """One inspection: lights on, grab every camera, lights off, pipeline, verdict header + maps.
 
+Two stages, so that the daemon can run them on two threads (``station.stages``: part N+1 is
+acquired while part N is inferred): :func:`acquire_part` (lights, cameras, or the frames a
+line trigger delivered; checks; previews) -> :class:`Acquired` -> :func:`inspect_part`
+(pipeline, verdict header, maps) -> :class:`Outcome`. :func:`run_cycle` runs both in turn.
+
 Fail safe: only a complete, successful pass through every step is a PASS or FAIL; any
 exception, incomplete frame or refused calibration makes the inspection ERROR with a reason.
 The lights are switched off in a ``finally`` whatever happens, and an all-off the controller
-did not confirm (``health().fault``) makes the inspection ERROR too: the part was judged, but
-the booth is not safe. Every lights fault of a cycle comes back as a ``lights_fault`` event in
+did not confirm (``health().fault``) makes the inspection ERROR too (the booth is not safe;
+the part is not inferred). Every lights fault of a cycle comes back as a ``lights_fault`` event in
 ``Outcome.events`` for the daemon to publish.
 """
 
@@ -24,6 +29,7 @@ import structlog
 
 from config import StationConfig
 from config.errors import CameraError, LightError, StationError
+from drivers.cameras.pairing import FrameSet
 from drivers.frame import Frame
 from drivers.lights.base import Luminaires
 from pipeline.types import CameraCalibration, InputImage, PipelineResult
@@ -159,23 +165,69 @@ def _reason(step: str, exc: BaseException) -> str:
     return f"{step}: {text}"
 
 
-def run_cycle(
+def fault_reason(exc: Exception, inspection_id: str) -> str:
+    """The ERROR reason for an exception raised by a step of the cycle (bugs logged)."""
+    if isinstance(exc, LightError):
+        return _reason("lights", exc)
+    if isinstance(exc, CameraError):
+        return _reason("cameras", exc)
+    if isinstance(exc, StationError):
+        return _reason(type(exc).__name__, exc)
+    # a bug or a library failure: ERROR, never PASS
+    log.error("inspection failed", inspection_id=inspection_id, exc_info=exc)
+    return _reason(f"internal error ({type(exc).__name__})", exc)
+
+
+@dataclass
+class Acquired:
+    """What the acquisition stage hands the inference stage: one part's frames, or why it
+    has none that may be inspected (``images`` None and ``reasons`` say why)."""
+
+    inspection_id: str
+    part_id: str | None
+    started: float  # UNIX time the cycle started (hardware trigger: the first frame arrived)
+    t0: float  # time.perf_counter() at the same instant
+    frames: list[Frame] = field(default_factory=list)
+    images: list[InputImage] | None = None
+    reasons: list[str] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    previews: dict[str, bytes] = field(default_factory=dict)
+
+
+def _skew_ms(frames: Sequence[Frame], line: FrameSet | None, cameras: int) -> float | None:
+    """Spread of the frames' host stamps [ms]: trigger instants (software), arrivals (line)."""
+    if line is not None:
+        return None if line.skew_ns is None else round(line.skew_ns / 1e6, 3)
+    if len(frames) != cameras or not frames:
+        return None
+    stamps = [f.host_timestamp_ns for f in frames]
+    return round((max(stamps) - min(stamps)) / 1e6, 3)
+
+
+def acquire_part(
     cfg: StationConfig,
     inspection_id: str,
     part_id: str | None,
     lights: Luminaires | None,
     rig: Acquirer | None,
-    inspector: Inspects,
     calibration: CalibrationState,
-) -> Outcome:
-    """Run one inspection; never raises for a fault of the booth (it becomes ERROR)."""
-    started = time.time()
-    t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    reasons: list[str] = []
-    events: list[tuple[str, dict[str, Any]]] = []
-    frames: list[Frame] = []
-    result: PipelineResult | None = None
+    line: FrameSet | None = None,
+) -> Acquired:
+    """The acquisition stage of one part: lights on, grab every camera, lights off (in a
+    ``finally``), frames checked, previews encoded; never raises (faults become reasons).
+
+    ``line``: the frames a line trigger delivered (``cycle.trigger: hardware``), already
+    paired; then nothing is switched or triggered, and a set that is not one whole part
+    (``line.reason``: a missing partner, a skew beyond the window) is the part's ERROR.
+    """
+    if line is not None:
+        started = line.first_arrival_ns / 1e9
+        t0 = time.perf_counter() - max(0.0, time.time() - started)
+    else:
+        started, t0 = time.time(), time.perf_counter()
+    part = Acquired(inspection_id=inspection_id, part_id=part_id, started=started, t0=t0)
+    timings, reasons, events = part.timings, part.reasons, part.events
 
     def lights_fault(during: str, reason: str) -> None:
         events.append(("lights_fault", {
@@ -191,67 +243,86 @@ def run_cycle(
     try:
         if calibration.refuse_reasons:
             raise StationError("calibration: " + "; ".join(calibration.refuse_reasons))
-        if rig is None:
-            raise CameraError("cameras are not open")
-        t = time.perf_counter()
-        lights_on = False
-        try:
-            if lights is not None:
-                try:
-                    lights.on()  # a failure switches everything off again before it raises
-                except LightError as exc:
-                    lights_fault("on", str(exc))
-                    raise
-                lights_on = True
-                if cfg.lights.settle_ms:
-                    time.sleep(cfg.lights.settle_ms / 1000)
-                t = lap("lights_on", t)
-            frames = rig.acquire()
-            t = lap("acquire", t)
-        finally:
-            if lights is not None:
-                if lights_on:
-                    lights.off()  # never raises: whether it was confirmed is in health()
-                fault = lights.health().fault
-                if fault:
-                    when = " after the grab" if lights_on else ""
-                    reasons.append(f"lights did not switch off{when}: {fault}")
-                    lights_fault("off", fault)
-        images = frames_to_images(frames)
-        mm = {c.name: c.mm_per_px for c in cfg.cameras if c.mm_per_px is not None}
-        t = time.perf_counter()
-        result = inspector.inspect(images, calibration.cameras or None, mm)
-        lap("pipeline", t)
-        timings.update({f"pipeline.{k}": v for k, v in result.timings_ms.items()})
-    except LightError as exc:
-        reasons.append(_reason("lights", exc))
-    except CameraError as exc:
-        reasons.append(_reason("cameras", exc))
-    except StationError as exc:
-        reasons.append(_reason(type(exc).__name__, exc))
-    except Exception as exc:  # a bug or a library failure: ERROR, never PASS
-        log.exception("inspection failed", inspection_id=inspection_id)
-        reasons.append(_reason(f"internal error ({type(exc).__name__})", exc))
-
-    if reasons or result is None:
-        verdict = "ERROR"
-    else:
-        verdict = result.verdict.value
-        reasons = list(result.reasons)
-    previews: dict[str, bytes] = {}
+        if line is not None:
+            part.frames = list(line.frames)
+            if line.reason:
+                raise CameraError(line.reason)
+            timings["pair_wait"] = round((time.perf_counter() - t0) * 1000, 3)
+        else:
+            if rig is None:
+                raise CameraError("cameras are not open")
+            t = time.perf_counter()
+            lights_on = False
+            try:
+                if lights is not None:
+                    try:
+                        lights.on()  # a failure switches everything off again before it raises
+                    except LightError as exc:
+                        lights_fault("on", str(exc))
+                        raise
+                    lights_on = True
+                    if cfg.lights.settle_ms:
+                        time.sleep(cfg.lights.settle_ms / 1000)
+                    t = lap("lights_on", t)
+                part.frames = rig.acquire()
+                t = lap("acquire", t)
+            finally:
+                if lights is not None:
+                    if lights_on:
+                        lights.off()  # never raises: whether it was confirmed is in health()
+                        lap("lights_off", t)
+                    fault = lights.health().fault
+                    if fault:
+                        when = " after the grab" if lights_on else ""
+                        reasons.append(f"lights did not switch off{when}: {fault}")
+                        lights_fault("off", fault)
+        images = frames_to_images(part.frames)
+        if not reasons:
+            part.images = images
+    except Exception as exc:
+        reasons.append(fault_reason(exc, inspection_id))
+    skew = _skew_ms(part.frames, line, len(cfg.cameras))
+    if skew is not None:
+        timings["skew"] = skew
     t = time.perf_counter()
-    for grabbed in frames if cfg.storage.preview_px else []:
+    for grabbed in part.frames if cfg.storage.preview_px else []:
         if not grabbed.complete:
             continue
         try:
-            previews[grabbed.camera] = preview_jpeg(grabbed, cfg.storage.preview_px)
+            part.previews[grabbed.camera] = preview_jpeg(grabbed, cfg.storage.preview_px)
         except Exception as exc:  # a preview is for people; its failure changes no verdict
             log.warning("frame preview failed", camera=grabbed.camera, error=str(exc))
-    if previews:
+    if part.previews:
         lap("preview", t)
+    return part
+
+
+def inspect_part(
+    cfg: StationConfig, part: Acquired, inspector: Inspects, calibration: CalibrationState,
+) -> Outcome:
+    """The inference stage of one part: the pipeline on its frames (unless the acquisition
+    stage already made it an ERROR), then the verdict header and maps; never raises."""
+    timings = dict(part.timings)
+    reasons = list(part.reasons)
+    result: PipelineResult | None = None
+    if not reasons and part.images is not None:
+        try:
+            mm = {c.name: c.mm_per_px for c in cfg.cameras if c.mm_per_px is not None}
+            t = time.perf_counter()
+            result = inspector.inspect(part.images, calibration.cameras or None, mm)
+            timings["pipeline"] = round((time.perf_counter() - t) * 1000, 3)
+            timings.update({f"pipeline.{k}": v for k, v in result.timings_ms.items()})
+        except Exception as exc:
+            reasons.append(fault_reason(exc, part.inspection_id))
+    if reasons or result is None:
+        verdict = "ERROR"
+        reasons = reasons or ["internal error: the part has no frames and no reason"]
+    else:
+        verdict = result.verdict.value
+        reasons = list(result.reasons)
     maps: dict[str, bytes] = {}
     cameras_out = []
-    by_cam = {f.camera: f for f in frames}
+    by_cam = {f.camera: f for f in part.frames}
     results = {r.camera: r for r in result.cameras} if result is not None else {}
     for cam in cfg.cameras:
         frame = by_cam.get(cam.name)
@@ -273,13 +344,13 @@ def run_cycle(
     info: dict[str, Any] = dict(inspector.model_info)
     header = VerdictHeader(
         station=cfg.name,
-        inspection_id=inspection_id,
-        part_id=part_id,
+        inspection_id=part.inspection_id,
+        part_id=part.part_id,
         verdict=verdict,
         reasons=reasons,
-        started_at=iso(started),
+        started_at=iso(part.started),
         finished_at=iso(time.time()),
-        duration_ms=round((time.perf_counter() - t0) * 1000, 3),
+        duration_ms=round((time.perf_counter() - part.t0) * 1000, 3),
         timings_ms=timings,
         model=ModelOut(model_id=str(info.get("model_id")), trained=bool(info.get("trained")),
                        operating_point=str(info.get("operating_point") or "") or None),
@@ -288,7 +359,22 @@ def run_cycle(
         maps=list(maps),
         map_downscale=cfg.pipeline.defect_map_downscale,
     )
-    return Outcome(header=header, maps=maps, previews=previews, events=events)
+    return Outcome(header=header, maps=maps, previews=part.previews, events=part.events)
+
+
+def run_cycle(
+    cfg: StationConfig,
+    inspection_id: str,
+    part_id: str | None,
+    lights: Luminaires | None,
+    rig: Acquirer | None,
+    inspector: Inspects,
+    calibration: CalibrationState,
+) -> Outcome:
+    """Run one inspection, both stages one after the other; never raises for a fault of the
+    booth (it becomes ERROR). The daemon runs the stages on two threads (``station.stages``)."""
+    part = acquire_part(cfg, inspection_id, part_id, lights, rig, calibration)
+    return inspect_part(cfg, part, inspector, calibration)
 
 
 def error_outcome(

@@ -1,11 +1,18 @@
-"""The daemon: sockets in the main thread, the inspection cycle in one worker thread.
+"""The daemon: sockets in the main thread, the inspection cycle in two stage threads.
 
 Threads and who owns what:
 - main thread: every ZeroMQ socket (they are not thread-safe), the systemd watchdog pings,
   the periodic status, publishing, recording, replies. It never blocks on acquisition or
-  inference: it polls the command socket every ``POLL_MS``.
-- cycle worker: takes inspection jobs from a bounded queue (``cycle.queue_depth``) and runs
-  ``station.cycle.run_cycle``; outcomes come back on a queue the main thread drains.
+  inference: it polls the command socket every ``POLL_MS``. It publishes verdicts in trigger
+  order: each accepted job waits in ``_order`` until every earlier one is answered.
+- cycle stages (``station.stages``): the acquisition thread takes inspection jobs from a
+  bounded queue (``cycle.queue_depth``) and runs ``station.cycle.acquire_part``; the
+  inference thread runs ``station.cycle.inspect_part`` on what it acquired, part N while
+  part N+1 is acquired (``cycle.pipeline_depth`` acquired parts may wait between them);
+  outcomes come back on a queue the main thread drains.
+- hardware trigger (``cycle.trigger: hardware``): the rig's listener threads hand every frame
+  that arrives to the main thread, which pairs them into parts (``drivers.cameras.pairing``)
+  and queues each as a job that skips the lights and the grab; ``inspect`` is refused.
 - driver threads (camera rig, light guard): report events through a queue the main thread
   drains and publishes on topic ``event``.
 
@@ -36,8 +43,8 @@ import resource
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -48,16 +55,20 @@ import zmq
 
 from config import StationConfig
 from config.errors import StationError
+from drivers.cameras.pairing import FramePairer, FrameSet
+from drivers.frame import Frame
 from drivers.lights.base import Luminaires
 from station.cycle import (
+    Acquired,
     Acquirer,
     CalibrationState,
     Inspects,
     Outcome,
+    acquire_part,
     error_outcome,
+    inspect_part,
     iso,
     new_inspection_id,
-    run_cycle,
 )
 from station.health import Notifier
 from station.messaging import curve, jsonio
@@ -80,6 +91,7 @@ from station.messaging.wire import (
     StatusMessage,
     StatusRequest,
 )
+from station.stages import Job, Stages
 from station.store import Store
 
 log = structlog.get_logger(__name__)
@@ -96,6 +108,10 @@ FINAL_QUIET_S = 0.1
 FINAL_DRAIN_S = 1.0
 #: The reason given to accepted inspections a crash or kill interrupted.
 INTERRUPTED = "interrupted by a restart"
+#: Hardware trigger: frames the listener threads may hand over between two main-loop turns.
+MAX_ARRIVALS = 256
+#: What the acquisition stage hands the inference stage: the set in force, and the part.
+_Staged = tuple[StationConfig, Inspects, CalibrationState, Acquired]
 
 
 def raise_fd_limit() -> tuple[int, int]:
@@ -113,19 +129,6 @@ def raise_fd_limit() -> tuple[int, int]:
             log.warning("could not raise the open-file limit", soft=soft, hard=hard,
                         error=str(exc))
     return soft, hard
-
-
-@dataclass
-class Job:
-    """One inspection waiting for, or in, the cycle."""
-
-    inspection_id: str
-    part_id: str | None
-    envelope: list[bytes] | None = None  # reply route, when the requester waits
-    request_id: str | None = None
-    started: float | None = None  # monotonic, set by the worker
-    abandoned: bool = False
-    counted: bool = False  # in Daemon._pending (accepted in this run) until its verdict
 
 
 class Daemon:
@@ -158,14 +161,16 @@ class Daemon:
         self._events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=1000)
         self._stop = threading.Event()
         self._signal: str | None = None  # the signal that asked to stop, logged by serve()
-        self._in_flight: Job | None = None
-        self._in_flight_lock = threading.Lock()
         self._started_at = time.monotonic()
         self._ctx = zmq.Context()
         self._router: zmq.Socket[bytes] | None = None
         self._pub: zmq.Socket[bytes] | None = None
-        self._worker = threading.Thread(target=self._work, name="cycle", daemon=True)
-        self._stuck_cycles = 0
+        self._worker: Stages[_Staged] = Stages(
+            self._jobs, self._acquire_stage, self._infer_stage, self._deliver,
+            lambda job, reason: self._error(job, reason), depth=cfg.cycle.pipeline_depth)
+        self._order: deque[Job] = deque()  # accepted, verdict not yet published; in order
+        self._arrivals: queue.Queue[Frame] = queue.Queue(maxsize=MAX_ARRIVALS)
+        self._pairer: FramePairer | None = None  # cycle.trigger hardware, while listening
         # The line's side: CURVE, OPC UA, reload (see the module docstring).
         self.config_loader = config_loader
         self._curve: curve.ServerCurve | None = None
@@ -245,6 +250,7 @@ class Daemon:
         self._close_interrupted()
         self._start_opcua()
         self._worker.start()
+        self._start_line()
         info = self.inspector.model_info
         if not info.get("trained"):
             log.warning(
@@ -304,6 +310,7 @@ class Daemon:
         if self._router is not None and self._router in events:
             self._read_requests(MAX_REQUESTS_PER_TURN)
         self._drain_submissions()
+        self._drain_arrivals()
         self._drain_outcomes()
         self._drain_reloads()
         self._drain_events()
@@ -327,6 +334,7 @@ class Daemon:
     def _shutdown(self, poller: zmq.Poller) -> None:
         log.info("stopping: no new triggers")
         self.notifier.stopping()
+        self._stop_line()  # hardware trigger: frames still unpaired become ERROR parts
         # Queued jobs never started: each gets an ERROR verdict.
         self._fail_queued("aborted: the station is shutting down")
         try:
@@ -338,11 +346,10 @@ class Daemon:
             self._turn(poller)
             self._worker.join(0.0)
         self._drain_outcomes()
-        with self._in_flight_lock:
-            job = self._in_flight
-        if self._worker.is_alive() and job is not None and not job.abandoned:
-            job.abandoned = True
-            self._finish(job, self._error(job, "aborted: the cycle did not finish at shutdown"))
+        for job in list(self._order):  # in a stage that did not finish in time
+            if job.outcome is None:
+                self._settle(job, self._error(
+                    job, "aborted: the cycle did not finish at shutdown"))
         # Hardware closes in a helper thread; requests are answered meanwhile.
         closer = threading.Thread(target=self._close_hardware, name="close", daemon=True)
         closer.start()
@@ -469,6 +476,12 @@ class Daemon:
     def _inspect(self, envelope: list[bytes], req: InspectRequest) -> Reply | None:
         """Accept a trigger (marked in the store first) or refuse it; nothing after the job is
         queued can fail, so a queued ``wait`` job gets its verdict as its one reply."""
+        if self.cfg.cycle.trigger == "hardware":
+            return error_reply(
+                "HARDWARE_TRIGGER",
+                "this station's cameras are triggered by the line (cycle.trigger: hardware): "
+                "each part is inspected when its frames arrive, and its verdict is published; "
+                "inspect cannot trigger them", "inspect", req.request_id)
         if self._stop.is_set():
             return error_reply(
                 "SHUTTING_DOWN", "the station is stopping and takes no new triggers",
@@ -493,6 +506,7 @@ class Daemon:
                 "was inspected; see `station status` and the station's log",
                 "inspect", req.request_id)
         self._jobs.put_nowait(job)
+        self._order.append(job)
         job.counted = True
         self._pending += 1
         log.info("inspection queued", inspection_id=job.inspection_id, part_id=job.part_id)
@@ -748,33 +762,30 @@ class Daemon:
                 "SHUTTING_DOWN", "the station stopped before the reload was ready; nothing "
                 "changed", "reload", request_id))
 
-    # --- the cycle worker -------------------------------------------------------------------
+    # --- the cycle stages -------------------------------------------------------------------
 
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            job.started = time.monotonic()
-            with self._in_flight_lock:
-                self._in_flight = job
-            with self._active_lock:  # the set in force now; a reload swaps it between cycles
-                cfg, inspector, calibration = self.cfg, self.inspector, self.calibration
-                exposure, self._exposure_pending = self._exposure_pending, {}
-            self._apply_exposure(exposure)
-            try:
-                outcome = run_cycle(
-                    cfg, job.inspection_id, job.part_id, self.lights, self._acquirer(),
-                    inspector, calibration,
-                )
-            except Exception as exc:  # run_cycle should not raise; if it does: ERROR
-                log.exception("cycle crashed", inspection_id=job.inspection_id)
-                outcome = self._error(job, f"internal error: {type(exc).__name__}: {exc}")
-            with self._in_flight_lock:
-                self._in_flight = None
-            for kind, data in outcome.events:
-                self.event(kind, data)
-            self._outcomes.put((job, outcome))
+    def _acquire_stage(self, job: Job) -> _Staged:
+        """On the acquisition thread: the set in force now (a reload swaps it between parts;
+        the part keeps this one to its verdict), then lights, cameras, checks, previews."""
+        with self._active_lock:
+            cfg, inspector, calibration = self.cfg, self.inspector, self.calibration
+            exposure, self._exposure_pending = self._exposure_pending, {}
+        self._apply_exposure(exposure)
+        part = acquire_part(cfg, job.inspection_id, job.part_id, self.lights, self._acquirer(),
+                            calibration, line=job.line)
+        return cfg, inspector, calibration, part
+
+    def _infer_stage(self, job: Job, staged: _Staged) -> Outcome:
+        """On the inference thread: the pipeline on an acquired part."""
+        cfg, inspector, calibration, part = staged
+        part.timings["wait"] = round(job.waited * 1000, 3)  # between the stages
+        return inspect_part(cfg, part, inspector, calibration)
+
+    def _deliver(self, job: Job, outcome: Outcome) -> None:
+        """On the inference thread, in trigger order: the cycle's events, then the outcome."""
+        for kind, data in outcome.events:
+            self.event(kind, data)
+        self._outcomes.put((job, outcome))
 
     def _acquirer(self) -> Acquirer | None:
         return self.rig
@@ -785,8 +796,31 @@ class Daemon:
             self.calibration.calibration_id,
         )
 
+    def _settle(self, job: Job, outcome: Outcome, own: bool = False) -> None:
+        """Answer ``job`` (once: a second answer is ignored); it is published when every job
+        accepted before it is. ``own``: the outcome its stages made; otherwise the stages'
+        late result will be discarded."""
+        if job.outcome is not None:
+            return
+        if not own:
+            job.abandoned = True
+        job.outcome = outcome
+        self._release()
+
+    def _release(self) -> None:
+        """Record, publish and answer the answered jobs at the head of the order."""
+        while self._order and self._order[0].outcome is not None:
+            job = self._order.popleft()
+            assert job.outcome is not None
+            self._finish(job, job.outcome)
+
+    @property
+    def _stuck_cycles(self) -> int:
+        """Cycles answered for exceeding cycle.cycle_timeout_s whose stage has not returned."""
+        return sum(1 for job in self._worker.working() if job.timed_out)
+
     def _fail_queued(self, reason: str) -> None:
-        """Finish every job still waiting in the queue as ERROR (the sentinel stays)."""
+        """Answer every job still waiting in the queue as ERROR (the sentinel stays)."""
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -795,27 +829,35 @@ class Daemon:
             if job is None:  # the shutdown sentinel: put back for the worker
                 self._jobs.put_nowait(None)
                 return
-            self._finish(job, self._error(job, reason))
+            self._settle(job, self._error(job, reason))
 
     def _check_cycle_timeout(self) -> None:
-        with self._in_flight_lock:
-            job = self._in_flight
-        if job is not None and job.abandoned:
-            # The worker is stuck in a cycle given up on: nothing queued would ever run.
-            self._fail_queued(
-                "not run: the previous cycle is stuck (over cycle.cycle_timeout_s = "
-                f"{self.cfg.cycle.cycle_timeout_s:g} s) and has not returned")
+        """Answer a part over cycle.cycle_timeout_s in the stages (the wait between them not
+        counted) as ERROR; while its stage has not returned, every part behind it too."""
+        limit = self.cfg.cycle.cycle_timeout_s
+        now = time.monotonic()
+        working = self._worker.working()
+        for job in working:
+            elapsed = self._worker.elapsed(job, now)
+            if job.outcome is None and elapsed is not None and elapsed > limit:
+                job.timed_out = True
+                log.error("cycle timed out", inspection_id=job.inspection_id, limit_s=limit)
+                self._settle(job, self._error(
+                    job, f"cycle took longer than cycle.cycle_timeout_s = {limit:g} s"))
+        stuck = next((job for job in working if job.timed_out), None)
+        if stuck is None:
             return
-        if job is None or job.started is None:
-            return
-        if time.monotonic() - job.started > self.cfg.cycle.cycle_timeout_s:
-            job.abandoned = True
-            self._stuck_cycles += 1
-            log.error("cycle timed out", inspection_id=job.inspection_id,
-                      limit_s=self.cfg.cycle.cycle_timeout_s)
-            self._finish(job, self._error(
-                job, f"cycle took longer than cycle.cycle_timeout_s = "
-                f"{self.cfg.cycle.cycle_timeout_s:g} s"))
+        # The stage holding it is stuck: nothing behind it would ever finish.
+        why = (f"the previous cycle is stuck (over cycle.cycle_timeout_s = {limit:g} s) and "
+               "has not returned")
+        self._fail_queued(f"not run: {why}")
+        behind = stuck not in self._order  # answered and published: all that is left is later
+        for job in list(self._order):
+            if job is stuck:
+                behind = True
+            elif behind and job.outcome is None:
+                self._settle(job, self._error(
+                    job, f"not finished: {why}" if job.started is not None else f"not run: {why}"))
 
     def _drain_outcomes(self) -> None:
         while True:
@@ -824,11 +866,84 @@ class Daemon:
             except queue.Empty:
                 return
             if job.abandoned:
-                self._stuck_cycles = max(0, self._stuck_cycles - 1)
                 log.warning("late result of an abandoned cycle discarded",
                             inspection_id=job.inspection_id)
                 continue
-            self._finish(job, outcome)
+            self._settle(job, outcome, own=True)
+
+    # --- hardware trigger: frames from the line, paired into parts ----------------------------
+
+    def _start_line(self) -> None:
+        """cycle.trigger hardware: listen to every camera and pair what arrives."""
+        if self.cfg.cycle.trigger != "hardware":
+            return
+        if self.rig is None:
+            log.error("cycle.trigger is hardware but the cameras are not open: no part will "
+                      "be inspected")
+            return
+        c = self.cfg.cycle
+        self._pairer = FramePairer([cam.name for cam in self.cfg.cameras],
+                                   round(c.pair_window_ms * 1e6), round(c.pair_timeout_ms * 1e6))
+        self.rig.listen(self._arrived)
+
+    def _arrived(self, frame: Frame) -> None:
+        """On a camera's listener thread: a frame for the main thread to pair."""
+        try:
+            self._arrivals.put_nowait(frame)
+        except queue.Full:  # its part becomes an ERROR (missing partner), never silent
+            log.error("frame dropped: the main loop did not take the arrivals in time",
+                      camera=frame.camera, frame_id=frame.frame_id)
+
+    def _drain_arrivals(self, final: bool = False) -> None:
+        """Pair the frames that arrived; queue every decided set as a part (``final``: all
+        that wait, at shutdown)."""
+        pairer = self._pairer
+        if pairer is None:
+            return
+        while True:
+            try:
+                frame = self._arrivals.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                pairer.offer(frame)
+            except ValueError as exc:
+                log.error("frame from an unknown camera dropped", error=str(exc))
+        for fs in pairer.flush() if final else pairer.ready(time.time_ns()):
+            self._accept_line(fs)
+
+    def _accept_line(self, fs: FrameSet) -> None:
+        """One part the line triggered: an inspection id, marked in the store, queued; an
+        ERROR at once when the queue is full or the station stops (in trigger order)."""
+        job = Job(inspection_id=new_inspection_id(), part_id=None, line=fs)
+        try:
+            self.store.accept(job.inspection_id, None, iso(fs.first_arrival_ns / 1e9))
+        except StationError as exc:  # it is inspected and published all the same
+            log.error("line-triggered part not marked in the store", error=str(exc))
+        self._order.append(job)
+        job.counted = True
+        self._pending += 1
+        log.info("line-triggered part", inspection_id=job.inspection_id,
+                 frames={f.camera: f.frame_id for f in fs.frames},
+                 skew_ms=None if fs.skew_ns is None else round(fs.skew_ns / 1e6, 3),
+                 problem=fs.reason)
+        if self._stop.is_set():
+            self._settle(job, self._error(job, "aborted: the station is shutting down"))
+        elif self._jobs.full():  # only this thread puts
+            self._settle(job, self._error(
+                job, f"not inspected: {self.cfg.cycle.queue_depth} part(s) already waiting "
+                "(cycle.queue_depth); the line triggers faster than the station inspects"))
+        else:
+            self._jobs.put_nowait(job)
+
+    def _stop_line(self) -> None:
+        """At shutdown: stop listening; frames still waiting become parts (aborted)."""
+        if self._pairer is None:
+            return
+        if self.rig is not None:
+            self.rig.stop_listening()
+        self._drain_arrivals(final=True)
+        self._pairer = None
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
         """Record, publish and answer one finished (or aborted) inspection."""
@@ -880,6 +995,8 @@ class Daemon:
                 kind, data = self._events.get_nowait()
             except queue.Empty:
                 return
+            if kind == "camera_recovered" and self._pairer is not None:
+                self._pairer.resync()  # its frame counter restarted with the reopen
             # whatever a driver put in, the event goes out as plain JSON
             data = json.loads(jsonio.dumps(data)) if isinstance(data, dict) else {
                 "value": json.loads(jsonio.dumps(data))}
@@ -927,7 +1044,8 @@ class Daemon:
             uptime_s=round(time.monotonic() - self._started_at, 3), pid=os.getpid(),
             counts=self.store.counts(),
             queue={"waiting": self._jobs.qsize(), "depth": self.cfg.cycle.queue_depth,
-                   "in_flight": int(self._in_flight is not None)},
+                   "in_flight": len(self._worker.working()),
+                   "between_stages": self._worker.between()},
             model=info, cameras=cams, lights=lights, data_dir=str(self.data_dir),
             calibration={"calibration_id": self.calibration.calibration_id,
                          **self.calibration_info},

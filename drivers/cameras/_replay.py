@@ -12,6 +12,14 @@ format's maximum, which is what `station capture --calibrate` needs to be tested
 A scene can also be a function ``fn(frame_index, features) -> ndarray`` (see
 :meth:`ReplayCamera.from_function`). For tests of the rig it offers fault injection
 (:meth:`ReplayCamera.inject_fault`): timeouts, incomplete frames, a lost device.
+
+Trigger ``external`` stands in for a hardware-triggered camera (``cycle.trigger: hardware``):
+``trigger()`` does nothing and ``grab()`` waits for the camera's *line* to fire, which is
+:meth:`ReplayCamera.pulse` (a plain function a test or a line double calls) or, with
+``line_period_ms``, a thread pulsing at multiples of the period on the host clock. A pulse
+is stamped when it fires (the frame's host timestamp, ``extra.host_clock = arrival``) and
+numbered by the camera's own counter, like a real camera's frame id; pulses nobody grabs
+wait in a small buffer (``LINE_BUFFER``; the oldest is overwritten, as in a real camera).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import glob
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
@@ -47,6 +55,9 @@ FeatureValue = bool | int | float | str
 #: A synthetic scene: (frame index, features in force) -> image at the reference exposure.
 SceneFunction = Callable[[int, Mapping[str, FeatureValue]], npt.NDArray[np.generic]]
 FaultKind = Literal["timeout", "incomplete", "lost"]
+TriggerKind = Literal["software", "external"]
+#: Line pulses kept for grab() in trigger 'external' (a real camera's buffers) [count].
+LINE_BUFFER = 8
 
 #: The exposure at which served pixel values equal the source's [µs].
 REFERENCE_EXPOSURE_US = 10000.0
@@ -95,11 +106,19 @@ class ReplayCamera:
         readout_s: float = 0.0,
         cache_bytes: int = 256 << 20,
         timeout_s: float = 2.0,
+        trigger: TriggerKind = "software",
+        line_period_s: float = 0.0,
     ) -> None:
         """Prefer :meth:`from_config` or :meth:`from_function`; exactly one of ``patterns``
-        and ``source`` is given."""
+        and ``source`` is given. ``trigger`` 'external': frames come from :meth:`pulse` (or
+        every ``line_period_s`` > 0), not from :meth:`trigger`."""
         if (patterns is None) == (source is None):
             raise ValueError("ReplayCamera needs exactly one of patterns= and source=")
+        if trigger not in ("software", "external"):
+            raise ValueError(f"trigger must be 'software' or 'external', got {trigger!r}")
+        if line_period_s < 0 or (line_period_s > 0 and trigger != "external"):
+            raise ValueError(
+                f"line_period_s = {line_period_s!r}: needs trigger 'external' and a value >= 0")
         pixel_format_info(pixel_format)  # PixelFormatError for unknown / packed formats
         self.name = name
         #: Default grab timeout the rig uses for this camera [s].
@@ -131,6 +150,12 @@ class ReplayCamera:
         self._opens = 0
         self._last_shape: tuple[int, ...] | None = None
         self._last_error = ""
+        self.trigger_mode: TriggerKind = trigger
+        self._line_period_s = line_period_s
+        self._pulses: deque[tuple[int, int]] = deque(maxlen=LINE_BUFFER)
+        self._pulsed = threading.Condition(self._lock)
+        self._line_stop = threading.Event()
+        self._line: threading.Thread | None = None
 
     # -- construction ---------------------------------------------------------------------
 
@@ -142,7 +167,7 @@ class ReplayCamera:
             cfg.name, patterns=list(r.images), base_dir=base_dir, pixel_format=r.pixel_format,
             width=r.width, height=r.height, loop=r.loop, exposure_us=r.exposure_us,
             gain_db=r.gain_db, readout_s=r.readout_ms / 1000.0, cache_bytes=r.cache_mb << 20,
-            timeout_s=cfg.timeout_s,
+            timeout_s=cfg.timeout_s, trigger=r.trigger, line_period_s=r.line_period_ms / 1000.0,
         )
 
     @classmethod
@@ -155,6 +180,8 @@ class ReplayCamera:
         exposure_us: float = REFERENCE_EXPOSURE_US,
         gain_db: float = 0.0,
         readout_s: float = 0.0,
+        trigger: TriggerKind = "software",
+        line_period_s: float = 0.0,
     ) -> ReplayCamera:
         """A camera whose frame ``i`` is ``fn(i, features)``: a synthetic scene with known truth.
 
@@ -163,10 +190,11 @@ class ReplayCamera:
         the format's layout (dtype and channels, e.g. ``uint8 (h, w)`` for Mono8 or BayerRG8)
         is taken as raw sample values; anything else (float in [0, 1], RGB, another depth) is
         converted, Bayer formats re-mosaiced from RGB. ``features`` holds ``ExposureTime``,
-        ``Gain`` and ``PixelFormat``.
+        ``Gain`` and ``PixelFormat``. ``trigger`` 'external': frames come from :meth:`pulse`.
         """
         return cls(name, source=fn, pixel_format=pixel_format, exposure_us=exposure_us,
-                   gain_db=gain_db, readout_s=readout_s, cache_bytes=0)
+                   gain_db=gain_db, readout_s=readout_s, cache_bytes=0, trigger=trigger,
+                   line_period_s=line_period_s)
 
     # -- Camera protocol --------------------------------------------------------------------
 
@@ -183,9 +211,15 @@ class ReplayCamera:
                 self._files = self._resolve()
             self._open = True
             self._pending = None
+            self._pulses.clear()
             self._opens += 1
+            if self._line_period_s > 0 and (self._line is None or not self._line.is_alive()):
+                self._line_stop.clear()
+                self._line = threading.Thread(target=self._free_run, daemon=True,
+                                              name=f"replay-line-{self.name}")
+                self._line.start()
             log.info("camera_opened", camera=self.name, backend="replay",
-                     pixel_format=self._pixel_format,
+                     pixel_format=self._pixel_format, trigger=self.trigger_mode,
                      images=len(self._files) if self._source is None else "function")
 
     def _resolve(self) -> list[Path]:
@@ -199,9 +233,12 @@ class ReplayCamera:
         return found
 
     def trigger(self) -> None:
-        """Take the next image (host timestamp now)."""
+        """Take the next image (host timestamp now); nothing in trigger 'external' (the line
+        fires the camera)."""
         with self._lock:
             self._require_open()
+            if self.trigger_mode == "external":
+                return
             if self._source is None and not self._loop and self._next_index >= len(self._files):
                 raise CameraError(
                     f"replay camera {self.name}: all {len(self._files)} image(s) served and "
@@ -211,9 +248,19 @@ class ReplayCamera:
             self._next_index += 1
 
     def grab(self, timeout_s: float) -> Frame:
-        """The frame of the last trigger; file frames' pixels are read-only and shared."""
+        """The frame of the last trigger (trigger 'external': of the oldest line pulse not yet
+        grabbed, waiting at most ``timeout_s`` for one); file frames' pixels are read-only
+        and shared."""
         with self._lock:
             self._require_open()
+            if self.trigger_mode == "external":
+                if not self._pulsed.wait_for(lambda: bool(self._pulses) or not self._open,
+                                             timeout=timeout_s):
+                    raise CameraTimeout(
+                        f"camera {self.name}: no line pulse within {timeout_s:.3f} s "
+                        "(trigger 'external': nothing fired the line)")
+                self._require_open()
+                self._pending = self._pulses.popleft()
             if self._pending is None:
                 raise CameraError(f"replay camera {self.name}: grab() without trigger()")
             index, stamp = self._pending
@@ -244,14 +291,56 @@ class ReplayCamera:
             camera=self.name, frame_id=index, host_timestamp_ns=stamp,
             pixel_format=self._pixel_format, data=data, device_timestamp_ns=None,
             exposure_us=features["ExposureTime"], gain_db=features["Gain"],
-            complete=fault != "incomplete", source=src, extra={"backend": "replay"},
+            complete=fault != "incomplete", source=src, extra=self._extra(stamp),
         )
 
+    def _extra(self, stamp: int) -> dict[str, str]:
+        if self.trigger_mode == "software":
+            return {"backend": "replay"}
+        return {"backend": "replay", "mode": "external", "host_clock": "arrival",
+                "arrival_ns": str(stamp)}
+
+    def pulse(self, frame_id: int | None = None, at_ns: int | None = None) -> bool:
+        """Fire the camera's line (trigger 'external'): one frame, stamped ``at_ns`` (host
+        clock, ``time.time_ns()``; default now: when a test needs a known skew it says when
+        the frame arrived), numbered by the camera's counter (or ``frame_id``, which the
+        counter then continues from). False when the camera is closed (a real camera not
+        acquiring ignores its line)."""
+        if self.trigger_mode != "external":
+            raise CameraError(
+                f"replay camera {self.name}: pulse() needs replay.trigger 'external' (it is "
+                f"{self.trigger_mode!r})")
+        with self._lock:
+            if not self._open:
+                return False
+            index = self._next_index if frame_id is None else int(frame_id)
+            self._next_index = index + 1
+            self._pulses.append((index, time.time_ns() if at_ns is None else int(at_ns)))
+            self._pulsed.notify_all()
+            return True
+
+    def _free_run(self) -> None:
+        """Pulse the line at every multiple of ``line_period_s`` on the host clock."""
+        period_ns = round(self._line_period_s * 1e9)
+        while not self._line_stop.is_set():
+            now = time.time_ns()
+            due = (now // period_ns + 1) * period_ns
+            if self._line_stop.wait((due - now) / 1e9):
+                return
+            self.pulse()
+
     def close(self) -> None:
-        """Forget the pending trigger; safe to call twice."""
+        """Forget the pending trigger and line pulses, stop a free-running line; safe to call
+        twice."""
+        self._line_stop.set()
         with self._lock:
             self._open = False
             self._pending = None
+            self._pulses.clear()
+            self._pulsed.notify_all()
+        line, self._line = self._line, None
+        if line is not None and line is not threading.current_thread():
+            line.join(timeout=1.0)
 
     def health(self) -> CameraHealth:
         """Connection state and counters."""

@@ -9,6 +9,12 @@
   thread reopens it with bounded exponential backoff (``camera_recovered`` when it is back).
   While a camera is lost, ``acquire()`` raises ``CameraLost`` at once, naming it.
 * Every wait is bounded: the caller's thread never hangs on a camera.
+* ``listen(on_frame)`` is the other way to get frames, for cameras a line triggers
+  (``cycle.trigger: hardware``): one thread per camera grabs whatever arrives, in slices of
+  ``slice_s`` (a slice without a frame is no fault: no part came), and hands every frame to
+  ``on_frame`` as it arrives; ``drivers.cameras.pairing`` makes parts of them. Faults other
+  than an empty slice count as in ``acquire()`` (a lost camera is reopened, then listened to
+  again).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from drivers.frame import Frame
 log = structlog.get_logger(__name__)
 
 EventCallback = Callable[[str, dict[str, object]], None]
+FrameCallback = Callable[[Frame], None]
 
 
 @dataclasses.dataclass
@@ -95,6 +102,8 @@ class CameraRig:
             max_workers=2 * len(cameras) + 1, thread_name_prefix="camera-rig"
         )
         self._supervisor: threading.Thread | None = None
+        self._listeners: list[threading.Thread] = []
+        self._listen_stop = threading.Event()
         #: Skew between the frames of the last ``acquire()`` [ns], and the clock it used.
         self.last_skew_ns: int | None = None
         self.last_skew_clock: str | None = None
@@ -142,6 +151,7 @@ class CameraRig:
         self._closed = True
         self._stop.set()
         deadline = time.monotonic() + self._close_timeout
+        self.stop_listening(max(0.0, deadline - time.monotonic()))
         if self._supervisor is not None:
             self._supervisor.join(timeout=max(0.0, deadline - time.monotonic()))
         futures = [self._pool.submit(self._close_one, s) for s in self._slots]
@@ -228,6 +238,65 @@ class CameraRig:
                 slot.frames += 1
                 slot.consecutive_timeouts = 0
         return self._with_skew(frames, time.monotonic() - started)
+
+    def listen(self, on_frame: FrameCallback, slice_s: float = 0.1) -> None:
+        """Hand every frame any camera delivers to ``on_frame`` (called on that camera's
+        listener thread; it must not block), until :meth:`stop_listening` or :meth:`close`.
+
+        For line-triggered cameras: nothing is triggered, each camera's ``grab`` waits at
+        most ``slice_s`` at a time. An incomplete frame is handed on as it is (it cannot be
+        triggered again; the part it belongs to becomes an ERROR).
+        """
+        if self._closed or not self._opened:
+            raise CameraError("camera rig: listen() needs open() first and no close()")
+        if self._listeners:
+            raise CameraError("camera rig: already listening")
+        self._listen_stop.clear()
+        self._listeners = [
+            threading.Thread(target=self._listen_one, args=(slot, on_frame, slice_s),
+                             name=f"camera-listen-{slot.camera.name}", daemon=True)
+            for slot in self._slots
+        ]
+        for thread in self._listeners:
+            thread.start()
+        log.info("camera_rig_listening", cameras=[s.camera.name for s in self._slots])
+
+    def stop_listening(self, timeout_s: float = 5.0) -> None:
+        """Stop the listener threads (each returns within its grab slice); idempotent."""
+        self._listen_stop.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._listeners:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._listeners = []
+
+    def _listen_one(self, slot: _Slot, on_frame: FrameCallback, slice_s: float) -> None:
+        stop = self._listen_stop
+        while not stop.is_set() and not self._stop.is_set():
+            with self._state:
+                connected = slot.connected
+            if not connected or not slot.lock.acquire(timeout=slice_s):
+                stop.wait(min(slice_s, self._interval))  # lost: the supervisor reopens it
+                continue
+            try:
+                frame = slot.camera.grab(slice_s)
+            except CameraTimeout:
+                continue  # no frame in this slice: no part came
+            except Exception as exc:  # counted like a failed grab; lost ones are reopened
+                err = exc if isinstance(exc, CameraError) else CameraError(
+                    f"camera {slot.camera.name}: {type(exc).__name__}: {exc}")
+                self._account_failure(slot, err)
+                stop.wait(min(slice_s, self._interval))
+                continue
+            finally:
+                slot.lock.release()
+            with self._state:
+                slot.frames += 1
+                slot.consecutive_timeouts = 0
+            try:
+                on_frame(frame)
+            except Exception as exc:  # a broken receiver must not stop the listener
+                log.error("camera_frame_callback_failed", camera=slot.camera.name,
+                          error=str(exc))
 
     def _acquire_one(self, slot: _Slot, timeout_s: float) -> Frame:
         if not slot.lock.acquire(timeout=timeout_s + self._margin):

@@ -33,6 +33,7 @@ ErrorCode = Literal[
     "NOT_FOUND",  # result: no inspection with that id was ever accepted
     "FORBIDDEN",  # CURVE: the client's key has no role that may send this command
     "RELOAD_FAILED",  # reload: a file is bad; the running set stays in force (message: why)
+    "HARDWARE_TRIGGER",  # inspect: the line triggers the cameras (cycle.trigger: hardware)
     "INTERNAL",  # a bug: the reply carries the exception's text; the daemon keeps serving
 ]
 

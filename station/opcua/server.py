@@ -54,6 +54,7 @@ TRIGGER_STATUS = {
     "BAD_PART_ID": "BadInvalidArgument",
     "STORE_ERROR": "BadResourceUnavailable",
     "TIMEOUT": "BadTimeout",
+    "HARDWARE_TRIGGER": "BadNotSupported",
 }
 
 

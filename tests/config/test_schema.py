@@ -42,3 +42,38 @@ def test_defaults_validate() -> None:
     assert cfg.camera("cam1").name == "cam1"
     with pytest.raises(KeyError, match="the config has: cam0, cam1"):
         cfg.camera("cam9")
+
+
+def test_hardware_trigger_needs_line_triggered_cameras() -> None:
+    """cycle.trigger hardware with a camera that is not line-triggered is refused, naming
+    the camera, its setting and the fix; with every camera line-triggered it loads."""
+    from config import load_config
+    from config.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config("default", ["cycle.trigger=hardware", "cameras.1.replay.trigger=external"],
+                    env={})
+    text = str(err.value)
+    assert "cam0 (replay: replay.trigger is 'software')" in text and "cam1" not in text
+    assert "genicam.trigger: hardware" in text and "cycle.trigger: software" in text
+    cfg = load_config("default", ["cycle.trigger=hardware", "cameras.0.replay.trigger=external",
+                                  "cameras.1.replay.trigger=external"], env={})
+    assert cfg.cycle.trigger == "hardware" and cfg.cycle.pipeline_depth == 1
+    with pytest.raises(ConfigError, match=r"cam0 \(genicam: genicam.trigger is 'auto'\)"):
+        load_config("default", ["cycle.trigger=hardware", "cameras.0.backend=genicam",
+                                "cameras.1.replay.trigger=external"], env={})
+
+
+def test_pair_timeout_covers_the_window_and_depths_are_bounded() -> None:
+    """pair_timeout_ms shorter than pair_window_ms is refused with both values and the fix;
+    pipeline_depth and the pairing times have ranges."""
+    from config import load_config
+    from config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"pair_timeout_ms = 20 is shorter than "
+                       r"cycle.pair_window_ms = 50"):
+        load_config("default", ["cycle.pair_timeout_ms=20"], env={})
+    for bad in ("cycle.pipeline_depth=0", "cycle.pipeline_depth=9", "cycle.pair_window_ms=0",
+                "cameras.0.replay.line_period_ms=-1"):
+        with pytest.raises(ConfigError):
+            load_config("default", [bad], env={})

@@ -275,3 +275,75 @@ def test_readout_time_and_injected_faults() -> None:
     h = cam.health()
     assert h.connected and h.reconnects == 1 and h.errors == 3
 
+
+
+def test_external_trigger_serves_a_frame_per_line_pulse() -> None:
+    """trigger 'external': trigger() does nothing, grab() waits for a pulse of the line (and
+    times out without one, naming it); pulses are numbered by the camera's counter (or
+    given ids), stamped when the line fired, and kept in order."""
+    cam = _camera(images=["samples/*.png"], trigger="external")
+    assert cam.pulse() is False  # closed: a camera not acquiring ignores its line
+    cam.open()
+    cam.trigger()
+    with pytest.raises(CameraTimeout, match=r"no line pulse within 0.010 s"):
+        cam.grab(0.01)
+    assert cam.pulse(at_ns=1_000) and cam.pulse(frame_id=40, at_ns=2_000) and cam.pulse()
+    frames = [cam.grab(1.0) for _ in range(3)]
+    assert [f.frame_id for f in frames] == [0, 40, 41]
+    assert [f.host_timestamp_ns for f in frames[:2]] == [1_000, 2_000]
+    assert frames[0].extra == {"backend": "replay", "mode": "external", "host_clock": "arrival",
+                               "arrival_ns": "1000"}
+    assert frames[0].source is not None and frames[0].source.endswith(".png")
+
+
+def test_external_trigger_waits_across_threads_and_keeps_a_bounded_buffer() -> None:
+    """A grab waiting on another thread wakes on the pulse; pulses nobody grabs overwrite
+    the oldest past LINE_BUFFER (a real camera's buffers); close wakes a waiting grab."""
+    import threading
+
+    from drivers.cameras._replay import LINE_BUFFER
+
+    cam = _camera(images=["samples/*.png"], trigger="external")
+    cam.open()
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(cam.grab(30.0)))
+    waiter.start()
+    cam.pulse()
+    waiter.join(30)
+    assert len(got) == 1
+    for _ in range(LINE_BUFFER + 3):
+        cam.pulse()
+    ids = [cam.grab(1.0).frame_id for _ in range(LINE_BUFFER)]
+    assert ids == list(range(4, 4 + LINE_BUFFER))  # 1..3 were overwritten
+    errors: list[BaseException] = []
+
+    def grab_until_closed() -> None:
+        try:
+            cam.grab(30.0)
+        except CameraLost as exc:
+            errors.append(exc)
+
+    waiter = threading.Thread(target=grab_until_closed)
+    waiter.start()
+    cam.close()
+    waiter.join(30)
+    assert errors and "not open" in str(errors[0])
+
+
+def test_free_running_line_fires_at_multiples_of_the_period() -> None:
+    """line_period_ms: the line fires by itself, one frame per period of the host clock
+    (never two in one period), numbered on; close stops it."""
+    cam = _camera(images=["samples/*.png"], trigger="external", line_period_ms=20)
+    cam.open()
+    try:
+        frames = [cam.grab(5.0) for _ in range(3)]
+    finally:
+        cam.close()
+    assert [f.frame_id for f in frames] == [0, 1, 2]
+    periods = [f.host_timestamp_ns // 20_000_000 for f in frames]
+    assert periods == sorted(set(periods))
+    assert cam._line is None
+    with pytest.raises(CameraError, match=r"needs replay.trigger 'external'"):
+        _camera(images=["samples/*.png"]).pulse()
+    with pytest.raises(ValueError, match=r"line_period_s"):
+        ReplayCamera.from_function("s", lambda i, f: np.zeros((2, 2)), line_period_s=0.1)

@@ -204,3 +204,75 @@ def test_usage_errors_and_bounded_idempotent_close(rig_factory) -> None:  # type
         rig.acquire()
     with pytest.raises(ValueError, match=r"unique"):
         CameraRig([*_cams(1), *_cams(1)])
+
+
+def _line_cams(n: int = 2) -> list[ReplayCamera]:
+    cams = []
+    for i in range(n):
+        cfg = CameraConfig(name=f"cam{i}", timeout_s=1.0, replay=ReplayConfig(
+            images=["samples/*.png"], trigger="external"))
+        cam = open_camera(cfg, CONFIG_DIR)
+        assert isinstance(cam, ReplayCamera)
+        cams.append(cam)
+    return cams
+
+
+class Received:
+    """Frames handed over by the rig's listeners, waited for on a condition."""
+
+    def __init__(self) -> None:
+        self.frames: list[object] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, frame: object) -> None:
+        with self.cond:
+            self.frames.append(frame)
+            self.cond.notify_all()
+
+    def wait(self, n: int, timeout_s: float = 30.0) -> list[object]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.frames) >= n, timeout_s), self.frames
+            return list(self.frames)
+
+
+def test_listen_hands_over_every_frame_the_line_triggers(rig_factory, events) -> None:  # type: ignore[no-untyped-def]
+    """listen(): each camera's frames arrive as its line fires, in order, without a
+    trigger; slices without a frame are no fault (no timeout counted, nothing lost)."""
+    cams = _line_cams()
+    rig = rig_factory(cams, lost_after_timeouts=1)
+    rig.open()
+    got = Received()
+    rig.listen(got, slice_s=0.02)
+    with pytest.raises(CameraError, match=r"already listening"):
+        rig.listen(got)
+    cams[0].pulse(at_ns=5)
+    cams[1].pulse(at_ns=6)
+    cams[0].pulse(at_ns=7)
+    frames = got.wait(3)
+    assert sorted((f.camera, f.frame_id, f.host_timestamp_ns) for f in frames) == [  # type: ignore[attr-defined]
+        ("cam0", 0, 5), ("cam0", 1, 7), ("cam1", 0, 6)]
+    assert [h.connected for h in rig.health()] == [True, True]
+    assert [h.errors for h in rig.health()] == [0, 0]
+    assert not [k for k, _ in events if k == "camera_lost"]
+    rig.stop_listening()
+    cams[0].pulse()
+    assert cams[0].grab(1.0).frame_id == 2  # nobody listens any more: the frame stays
+
+
+def test_listen_reports_a_lost_camera_and_listens_again_after_recovery(rig_factory, events) -> None:  # type: ignore[no-untyped-def]
+    """A camera lost while listened to is reported, reopened by the supervisor, and its
+    frames are handed over again."""
+    cams = _line_cams()
+    rig = rig_factory(cams)
+    rig.open()
+    got = Received()
+    rig.listen(got, slice_s=0.02)
+    cams[1].inject_fault("lost")
+    cams[1].pulse()
+    _wait_for(events, "camera_lost")
+    _wait_for(events, "camera_recovered")
+    cams[1].pulse(frame_id=9)
+    frames = got.wait(1)
+    assert [(f.camera, f.frame_id) for f in frames] == [("cam1", 9)]  # type: ignore[attr-defined]
+    with pytest.raises(CameraError, match=r"needs open"):
+        rig_factory(_line_cams(1)).listen(got)

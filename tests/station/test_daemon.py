@@ -35,6 +35,7 @@ class Harness:
         self.sub.connect(daemon.cfg.messaging.publish)
         self.events: list[dict[str, Any]] = []
         self.verdicts: dict[str, dict[str, Any]] = {}
+        self.published: list[str] = []  # inspection ids in the order published
         self.thread = threading.Thread(target=daemon.serve, name="daemon")
 
     def start(self) -> None:
@@ -54,6 +55,7 @@ class Harness:
                 self.events.append(data)
             elif topic == b"verdict":
                 self.verdicts[data["inspection_id"]] = data
+                self.published.append(data["inspection_id"])
             timeout_ms = 0
 
     def wait_for(self, cond: Any, timeout_s: float, what: str) -> None:
@@ -459,3 +461,359 @@ def test_odd_event_data_and_a_failing_turn_do_not_stop_the_daemon(harness: Harne
     harness.wait_for(lambda: calls["n"] >= 2, 10, "the next turn")
     assert request(harness.command, {"command": "ping"}, 5)["ok"]
     assert harness.thread.is_alive()
+
+
+# --- two stages: part N+1 acquired while part N is inferred -----------------------------------
+
+
+class Steps:
+    """Counts calls and holds call k on a gate until the test opens it (no clock races)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cond = threading.Condition()
+        self.holds: dict[int, threading.Event] = {}
+        self.delay: Any = lambda k: 0.0
+
+    def hold(self, k: int) -> threading.Event:
+        """The gate call ``k`` (1-based) waits on."""
+        return self.holds.setdefault(k, threading.Event())
+
+    def step(self) -> None:
+        with self.cond:
+            self.calls += 1
+            k = self.calls
+            self.cond.notify_all()
+        gate = self.holds.get(k)
+        if gate is not None:
+            gate.wait()
+        time.sleep(self.delay(k))
+
+    def open_all(self) -> None:
+        for gate in self.holds.values():
+            gate.set()
+
+
+class StepRig(Steps):
+    """The daemon's camera rig, every acquisition counted (and holdable)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+        self.cameras = inner.cameras
+
+    def acquire(self, timeout_s: float | None = None) -> Any:
+        self.step()
+        return self.inner.acquire(timeout_s)
+
+    def health(self) -> Any:
+        return self.inner.health()
+
+    def close(self) -> None:
+        self.open_all()
+        self.inner.close()
+
+
+class StepInspector(Steps):
+    """The daemon's Inspector, every inference counted (and holdable)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()
+        self.inner = inner
+
+    @property
+    def model_info(self) -> dict[str, object]:
+        info: dict[str, object] = self.inner.model_info
+        return info
+
+    def inspect(self, *args: Any, **kwargs: Any) -> Any:
+        self.step()
+        return self.inner.inspect(*args, **kwargs)
+
+
+def stepped(tmp_path: Path, *overrides: str) -> tuple[Harness, StepRig, StepInspector]:
+    daemon = make_daemon(tmp_path, *overrides)
+    rig, inspector = StepRig(daemon.rig), StepInspector(daemon.inspector)
+    daemon.rig, daemon.inspector = rig, inspector
+    return Harness(daemon), rig, inspector
+
+
+def trigger(h: Harness, part: str) -> str:
+    """inspect without waiting; the inspection id."""
+    reply = request(h.command, {"command": "inspect", "part_id": part}, 5)
+    assert reply["ok"], reply
+    return str(reply["result"]["inspection_id"])
+
+
+def test_part_n_plus_1_is_acquired_while_part_n_is_inferred(tmp_path: Path) -> None:
+    """Inference of part 1 held: part 2 is acquired meanwhile (lights, cameras) and waits
+    between the stages; once inference goes on both verdicts come, in trigger order, part 2
+    saying how long it waited."""
+    h, rig, inspector = stepped(tmp_path)
+    hold = inspector.hold(1)
+    h.start()
+    try:
+        first = trigger(h, "P1")
+        second = trigger(h, "P2")
+        h.wait_for(lambda: rig.calls == 2 and inspector.calls == 1, 30,
+                   "part 2 acquired while part 1 is inferred")
+        h.wait_for(lambda: request(h.command, {"command": "status"}, 5)["result"]["queue"][
+            "between_stages"] == 1, 30, "part 2 waiting between the stages")
+        status = request(h.command, {"command": "status"}, 5)["result"]
+        assert status["queue"]["in_flight"] == 2
+        assert not h.verdicts
+        hold.set()
+        h.wait_for(lambda: {first, second} <= set(h.verdicts), 60, "both verdicts")
+        assert h.published == [first, second]
+        assert all(h.verdicts[i]["verdict"] in ("PASS", "FAIL") for i in (first, second))
+        assert h.verdicts[second]["timings_ms"]["wait"] > 0
+        assert "acquire" in h.verdicts[second]["timings_ms"]
+    finally:
+        h.stop()
+
+
+def test_verdicts_keep_trigger_order_whatever_the_stage_times(tmp_path: Path) -> None:
+    """Eight parts with acquisition and inference times varying at random (fixed seed, up
+    to 30 ms extra each): every verdict once, in trigger order."""
+    import random
+
+    h, rig, inspector = stepped(tmp_path, "cycle.queue_depth=8", "cycle.pipeline_depth=2")
+    rng = random.Random(7)
+    extra = {(who, k): rng.uniform(0, 0.03) for who in ("rig", "inf") for k in range(1, 9)}
+    rig.delay = lambda k: extra.get(("rig", k), 0.0)
+    inspector.delay = lambda k: extra.get(("inf", k), 0.0)
+    h.start()
+    try:
+        ids = [trigger(h, f"R{i}") for i in range(8)]
+        h.wait_for(lambda: set(ids) <= set(h.verdicts), 120, "eight verdicts")
+        assert h.published == ids
+        assert all(h.verdicts[i]["verdict"] in ("PASS", "FAIL") for i in ids)
+    finally:
+        h.stop()
+
+
+def test_a_fault_acquiring_part_n_plus_1_while_n_is_inferred(tmp_path: Path) -> None:
+    """cam0 delivers incomplete frames (twice: no retry helps) for part 2 while part 1 is
+    held in inference: part 1 is judged, part 2 is ERROR naming the camera, part 3 is
+    judged; published in trigger order."""
+    h, rig, inspector = stepped(tmp_path, "cycle.queue_depth=4")
+    hold = inspector.hold(1)
+    h.start()
+    try:
+        first = trigger(h, "F1")
+        h.wait_for(lambda: inspector.calls == 1, 30, "part 1 in inference")
+        h.camera("cam0").inject_fault("incomplete", count=2)
+        second = trigger(h, "F2")
+        third = trigger(h, "F3")
+        h.wait_for(lambda: rig.calls == 3, 30, "parts 2 and 3 acquired")
+        assert not h.verdicts  # part 2's ERROR waits for part 1's verdict
+        hold.set()
+        h.wait_for(lambda: {first, second, third} <= set(h.verdicts), 60, "three verdicts")
+        assert h.published == [first, second, third]
+        assert h.verdicts[first]["verdict"] in ("PASS", "FAIL")
+        bad = h.verdicts[second]
+        assert bad["verdict"] == "ERROR"
+        assert bad["reasons"][0].startswith("cameras: camera cam0: frame") \
+            and "incomplete twice" in bad["reasons"][0], bad["reasons"]
+        assert h.verdicts[third]["verdict"] in ("PASS", "FAIL")
+        assert inspector.calls == 2  # part 2 was never inferred
+    finally:
+        h.stop()
+
+
+def _only_sentinel_left(h: Harness) -> bool:
+    """Shutdown has answered the queued jobs (only its sentinel is left in the queue)."""
+    return list(h.daemon._jobs.queue) == [None]
+
+
+def test_shutdown_drains_both_busy_stages(tmp_path: Path) -> None:
+    """Stop while part 1 is in inference and part 2 in acquisition, part 3 queued: part 3 is
+    aborted, parts 1 and 2 finish within cycle.shutdown_timeout_s; one verdict each, in
+    trigger order."""
+    h, rig, inspector = stepped(tmp_path, "cycle.queue_depth=4", "cycle.shutdown_timeout_s=30")
+    infer_1, acquire_2 = inspector.hold(1), rig.hold(2)
+    h.start()
+    ids = [trigger(h, f"S{i}") for i in (1, 2, 3)]
+    h.wait_for(lambda: inspector.calls == 1 and rig.calls == 2, 30, "both stages busy")
+    h.daemon.stop()
+    h.wait_for(lambda: _only_sentinel_left(h), 30, "the queued part answered")
+    infer_1.set()
+    acquire_2.set()
+    h.thread.join(60)
+    assert not h.thread.is_alive()
+    h.pump(300)
+    assert h.published == ids  # each once, in order
+    assert h.verdicts[ids[0]]["verdict"] in ("PASS", "FAIL")
+    assert h.verdicts[ids[1]]["verdict"] in ("PASS", "FAIL")
+    assert h.verdicts[ids[2]]["reasons"] == ["aborted: the station is shutting down"]
+    h.sub.close()
+    h.ctx.term()
+
+
+def test_shutdown_errors_both_stages_that_do_not_finish(tmp_path: Path) -> None:
+    """Stop while both stages stay busy past cycle.shutdown_timeout_s: the two parts in the
+    stages are ERROR "did not finish", the queued one "shutting down"; one verdict each, in
+    trigger order; the stages' late results are discarded."""
+    h, rig, inspector = stepped(tmp_path, "cycle.queue_depth=4", "cycle.shutdown_timeout_s=0.5")
+    infer_1, acquire_2 = inspector.hold(1), rig.hold(2)
+    h.start()
+    try:
+        ids = [trigger(h, f"A{i}") for i in (1, 2, 3)]
+        h.wait_for(lambda: inspector.calls == 1 and rig.calls == 2, 30, "both stages busy")
+        h.daemon.stop()
+        h.thread.join(60)
+        assert not h.thread.is_alive()
+        h.pump(300)
+        assert h.published == ids
+        assert [h.verdicts[i]["reasons"] for i in ids] == [
+            ["aborted: the cycle did not finish at shutdown"]] * 2 + [
+            ["aborted: the station is shutting down"]]
+        from station.store import Store
+
+        store = Store(tmp_path / "data")  # the daemon's is closed
+        assert store.counts()["ERROR"] == 3 and store.unfinished() == []
+        store.close()
+    finally:
+        infer_1.set()
+        acquire_2.set()
+        h.sub.close()
+        h.ctx.term()
+
+
+def test_a_stuck_inference_answers_the_part_waiting_behind_it(tmp_path: Path) -> None:
+    """Part 1 stuck in inference past cycle.cycle_timeout_s: it is answered ERROR, and part
+    2, acquired and waiting behind it, too (it could not finish); in order. When the stuck
+    stage returns, both late results are discarded and part 3 is judged."""
+    h, rig, inspector = stepped(tmp_path, "cycle.cycle_timeout_s=1")
+    hold = inspector.hold(1)
+    h.start()
+    try:
+        first = trigger(h, "T1")
+        h.wait_for(lambda: inspector.calls == 1, 30, "part 1 in inference")
+        second = trigger(h, "T2")
+        h.wait_for(lambda: {first, second} <= set(h.verdicts), 30, "both answered")
+        assert h.published == [first, second]
+        assert "cycle.cycle_timeout_s" in h.verdicts[first]["reasons"][0]
+        assert h.verdicts[second]["reasons"][0].startswith(
+            "not finished: the previous cycle is stuck")
+        assert rig.calls == 2  # part 2 had been acquired
+        hold.set()
+
+        def returned() -> bool:
+            q = request(h.command, {"command": "status"}, 5)["result"]
+            return q["queue"]["in_flight"] == 0 and not any(
+                "has not returned" in p for p in q["problems"])
+
+        h.wait_for(returned, 30, "the stages to return")
+        third = h.inspect("T3")
+        assert third["verdict"] in ("PASS", "FAIL")
+        h.pump(300)
+        assert h.published == [first, second, third["inspection_id"]]
+    finally:
+        h.stop()
+
+
+# --- hardware trigger: the line triggers the cameras, the daemon pairs their frames -----------
+
+LINE = ("cycle.trigger=hardware", "cameras.0.replay.trigger=external",
+        "cameras.1.replay.trigger=external", "cycle.pair_window_ms=50",
+        "cycle.pair_timeout_ms=300")
+
+
+def line_harness(tmp_path: Path, *overrides: str) -> Harness:
+    h = Harness(make_daemon(tmp_path, *LINE, *overrides))
+    h.start()
+    return h
+
+
+def test_line_triggered_frames_are_paired_into_one_part(tmp_path: Path) -> None:
+    """Both cameras' frames of one line pulse, 3 ms apart: one verdict for the pair, its
+    skew in timings_ms and in the store; the lights are not switched; inspect is refused."""
+    h = line_harness(tmp_path)
+    try:
+        reply = request(h.command, {"command": "inspect", "request_id": "r"}, 5)
+        assert reply["ok"] is False and reply["error"]["code"] == "HARDWARE_TRIGGER"
+        assert "cycle.trigger: hardware" in reply["error"]["message"]
+        now = time.time_ns()
+        assert h.camera("cam0").pulse(at_ns=now)
+        assert h.camera("cam1").pulse(at_ns=now + 3_000_000)
+        h.wait_for(lambda: len(h.verdicts) == 1, 60, "the pair's verdict")
+        (header,) = h.verdicts.values()
+        assert header["verdict"] in ("PASS", "FAIL"), header["reasons"]
+        assert header["timings_ms"]["skew"] == 3.0
+        assert [c["frame_id"] for c in header["cameras"]] == [0, 0]
+        assert "lights_on" not in header["timings_ms"]
+        stored = h.daemon.store.header(header["inspection_id"])
+        assert stored is not None and stored["timings_ms"]["skew"] == 3.0
+        row = h.daemon.store._db.execute("SELECT timings FROM inspections WHERE id = ?",
+                                         (header["inspection_id"],)).fetchone()
+        assert json.loads(row[0])["skew"] == 3.0
+        assert not h.lights.simulator.lit_channels()
+    finally:
+        h.stop()
+
+
+def test_a_missing_partner_is_an_error_naming_the_camera(tmp_path: Path) -> None:
+    """Only cam0's line fires: after cycle.pair_timeout_ms the part is one ERROR verdict
+    naming cam1; the next pulse of both is a good part."""
+    h = line_harness(tmp_path)
+    try:
+        h.camera("cam0").pulse()
+        h.wait_for(lambda: len(h.verdicts) == 1, 60, "the lone frame's verdict")
+        (lone,) = h.verdicts.values()
+        assert lone["verdict"] == "ERROR"
+        assert lone["reasons"][0].startswith(
+            "cameras: missing partner: no frame from cam1 within cycle.pair_timeout_ms = "
+            "300.0 ms of cam0's frame 0"), lone["reasons"]
+        assert [c["frame_id"] for c in lone["cameras"]] == [0, None]
+        assert "skew" not in lone["timings_ms"]
+        now = time.time_ns()
+        h.camera("cam0").pulse(at_ns=now)
+        h.camera("cam1").pulse(at_ns=now)
+        h.wait_for(lambda: len(h.verdicts) == 2, 60, "the next part")
+        assert h.verdicts[h.published[1]]["verdict"] in ("PASS", "FAIL")
+    finally:
+        h.stop()
+
+
+def test_skew_beyond_the_window_is_one_error_with_the_skew(tmp_path: Path) -> None:
+    """After a good pair, cam1's frame of the next trigger arrives 80 ms after cam0's (window
+    50 ms): one ERROR verdict for that trigger, naming and recording the skew."""
+    h = line_harness(tmp_path)
+    try:
+        now = time.time_ns()
+        h.camera("cam0").pulse(at_ns=now)
+        h.camera("cam1").pulse(at_ns=now)
+        h.wait_for(lambda: len(h.verdicts) == 1, 60, "the good pair")
+        now = time.time_ns()
+        h.camera("cam0").pulse(at_ns=now)
+        h.camera("cam1").pulse(at_ns=now + 80_000_000)
+        h.wait_for(lambda: len(h.verdicts) == 2, 60, "the skewed part")
+        late = h.verdicts[h.published[1]]
+        assert late["verdict"] == "ERROR"
+        assert "arrived 80.0 ms apart, beyond cycle.pair_window_ms = 50.0 ms" in \
+            late["reasons"][0], late["reasons"]
+        assert late["timings_ms"]["skew"] == 80.0
+        assert [c["frame_id"] for c in late["cameras"]] == [1, 1]
+        h.pump(300)
+        assert len(h.published) == 2  # one verdict per trigger
+    finally:
+        h.stop()
+
+
+def test_shutdown_answers_a_frame_waiting_for_its_partner(tmp_path: Path) -> None:
+    """A frame still waiting for its partner when the station stops becomes one ERROR
+    verdict (aborted), never dropped in silence."""
+    h = line_harness(tmp_path, "cycle.pair_timeout_ms=60000")
+    h.camera("cam0").pulse()
+    h.wait_for(lambda: h.daemon._pairer is not None and h.daemon._pairer.waiting() == 1, 30,
+               "the frame to wait for its partner")
+    h.daemon.stop()
+    h.thread.join(15)
+    assert not h.thread.is_alive()
+    h.pump(300)
+    (header,) = h.verdicts.values()
+    assert header["verdict"] == "ERROR"
+    assert header["reasons"] == ["aborted: the station is shutting down"]
+    h.sub.close()
+    h.ctx.term()
