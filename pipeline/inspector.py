@@ -320,6 +320,8 @@ class Inspector:
         results: list[CameraResult] = []
         with self._lock:
             start = self._sync()
+            with torch_errors("upload of the frames", self.device, self._settings):
+                self.preprocessor.prefetch(images)  # CUDA: every camera's copy under way
             for image in images:
                 cal = calibration.get(image.camera)
                 scale = (cal.mm_per_px if cal is not None and cal.mm_per_px else None) or \

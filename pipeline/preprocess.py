@@ -5,13 +5,18 @@ the host): dark/flat-field correction in raw units (on the mosaic for Bayer form
 contract in :class:`pipeline.types.CameraCalibration`), bilinear demosaicing for Bayer formats,
 scaling to [0, 1] by the format's bit depth, channel conversion (grey replicated to RGB, or RGB
 to luminance) and the checkpoint's mean/std normalisation.
+
+On CUDA, :meth:`Preprocessor.prefetch` starts the uploads of all cameras' frames of a part at
+once (:class:`Uploader`: a pinned host buffer and a CUDA stream per camera, asynchronous
+copies), so one camera's transfer runs while another camera's frame is processed. On the CPU
+nothing changes: the raw buffer is converted where it lies.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +79,20 @@ def validate_image(image: InputImage) -> None:
         raise PipelineError(f"{where}: pixels must be uint8 or uint16, got {px.dtype}")
 
 
+def _raw(pixels: npt.NDArray[np.uint8] | npt.NDArray[np.uint16]) -> npt.NDArray[np.generic]:
+    """The buffer as torch can hold it: contiguous; uint16 reinterpreted as int16 (torch has
+    no uint16 arithmetic on every device; :func:`widen` unwraps it)."""
+    arr = np.ascontiguousarray(pixels)
+    return arr.view(np.int16) if arr.dtype == np.uint16 else arr
+
+
+def widen(raw: torch.Tensor) -> torch.Tensor:
+    """A raw uint8 or int16-reinterpreted uint16 tensor as float32 sample values."""
+    if raw.dtype == torch.int16:
+        return raw.to(torch.int32).bitwise_and(0xFFFF).to(torch.float32)
+    return raw.to(torch.float32)
+
+
 def upload(pixels: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], device: torch.device
            ) -> torch.Tensor:
     """Copy the raw buffer to the device as it is, then convert to float32 there.
@@ -81,16 +100,63 @@ def upload(pixels: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], device: torch
     Read-only buffers (a replay camera's shared frames) are fine: the upload, or the
     conversion on the CPU, makes the copy, and nothing writes into the buffer.
     """
-    arr = np.ascontiguousarray(pixels)
+    arr = _raw(pixels)
     with warnings.catch_warnings():
         # torch warns that it cannot protect a read-only array; it is only read here.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        if arr.dtype == np.uint16:
-            # torch has no uint16 arithmetic on every device: reinterpret as int16, widen,
-            # unwrap.
-            t = torch.from_numpy(arr.view(np.int16)).to(device, non_blocking=True)
-            return t.to(torch.int32).bitwise_and(0xFFFF).to(torch.float32)
-        return torch.from_numpy(arr).to(device, non_blocking=True).to(torch.float32)
+        return widen(torch.from_numpy(arr).to(device, non_blocking=True))
+
+
+@dataclass
+class _Lane:
+    """One camera's way to the GPU: a pinned buffer, a stream, the last copy's event."""
+
+    host: torch.Tensor
+    stream: torch.cuda.Stream
+    done: torch.cuda.Event | None = None
+
+
+@dataclass
+class Uploader:
+    """Raw frames to a CUDA device through a pinned host buffer and a stream per camera.
+
+    :meth:`send` copies the frame into the camera's pinned buffer (grown when a frame is
+    larger; before it is overwritten, the previous copy out of it has finished), starts an
+    asynchronous copy to the device on the camera's stream, and makes the current stream
+    wait for it: the returned tensor is ready for whatever the current stream runs next,
+    while other cameras' copies proceed on their own streams.
+    """
+
+    device: torch.device
+    lanes: dict[str, _Lane] = field(default_factory=dict)
+
+    def send(self, camera: str, pixels: npt.NDArray[np.uint8] | npt.NDArray[np.uint16]
+             ) -> torch.Tensor:
+        """The raw frame on the device (uint8, or uint16 as int16: see :func:`widen`)."""
+        arr = _raw(pixels)
+        lane = self.lanes.get(camera)
+        if lane is None or lane.host.numel() < arr.nbytes:
+            stream = (lane.stream if lane is not None
+                      else torch.cuda.Stream(self.device))  # type: ignore[no-untyped-call]
+            if lane is not None and lane.done is not None:
+                lane.done.synchronize()
+            lane = _Lane(torch.empty(max(arr.nbytes, 2), dtype=torch.uint8, pin_memory=True),
+                         stream)
+            self.lanes[camera] = lane
+        if lane.done is not None:
+            lane.done.synchronize()  # the last copy out of this buffer is over
+        dtype = torch.int16 if arr.dtype == np.int16 else torch.uint8
+        staged = lane.host[: arr.nbytes].view(dtype).view(arr.shape)
+        np.copyto(staged.numpy(), arr)
+        current = torch.cuda.current_stream(self.device)
+        out = torch.empty(arr.shape, dtype=dtype, device=self.device)  # on the current stream
+        lane.stream.wait_stream(current)
+        with torch.cuda.stream(lane.stream):
+            out.copy_(staged, non_blocking=True)
+            lane.done = torch.cuda.Event()  # type: ignore[no-untyped-call]
+            lane.done.record(lane.stream)
+        current.wait_stream(lane.stream)
+        return out
 
 
 def flat_field(
@@ -178,6 +244,19 @@ class Preprocessor:
         self.normaliser = normaliser
         self.flat_eps = flat_eps
         self._maps: dict[str, tuple[object, torch.Tensor | None, torch.Tensor | None]] = {}
+        self.uploader = Uploader(device) if device.type == "cuda" else None
+        self._sent: dict[str, tuple[object, torch.Tensor]] = {}
+
+    def prefetch(self, images: Sequence[InputImage]) -> None:
+        """On CUDA: start the upload of every image now (pinned buffer, a stream per camera),
+        to be used by the calls that follow for the same pixel arrays. Nothing on the CPU."""
+        self._sent.clear()
+        if self.uploader is None:
+            return
+        for image in images:
+            validate_image(image)
+            self._sent[image.camera] = (image.pixels,
+                                        self.uploader.send(image.camera, image.pixels))
 
     def _device_maps(
         self, image: InputImage, cal: CameraCalibration
@@ -212,7 +291,11 @@ class Preprocessor:
         """Network input ``(1, in_channels, H, W)`` float32 on the device."""
         validate_image(image)
         max_value = float(2**image.bits - 1)
-        raw = upload(image.pixels, self.device)
+        sent = self._sent.pop(image.camera, None)
+        if sent is not None and sent[0] is image.pixels:
+            raw = widen(sent[1])
+        else:
+            raw = upload(image.pixels, self.device)
         if calibration is not None and (
             calibration.dark is not None or calibration.flat is not None
         ):

@@ -177,8 +177,9 @@ class GenICamCamera:
                 elif kind == "shm":
                     self._adopt_shared(int(reply[1]))
                 elif kind == "err":
-                    self._errors += 1
-                    self._last_error = str(reply[2])
+                    if not (reply[1] == "CameraTimeout" and self._info.get("mode") == "hardware"):
+                        self._errors += 1  # a line-triggered grab without a frame: no part came
+                        self._last_error = str(reply[2])
                     raise _ERRORS.get(str(reply[1]), CameraError)(str(reply[2]))
                 else:
                     return kind, reply[1]

@@ -411,6 +411,45 @@ def test_pylon_failed_buffers_are_retried_once_then_refused(
     assert not events
 
 
+def test_pylon_emulation_takes_a_hardware_trigger_line_it_cannot_fire() -> None:
+    """genicam.trigger 'hardware' on the pylon emulation: TriggerSource Line1 is set (the
+    emulator offers Line1-3) and a grab waits for the line, timing out without counting an
+    error (no pulse is no fault); nothing here can drive the line (the emulator's user
+    outputs do not loop back), which is why the daemon's pairing is tested with replay
+    cameras in trigger 'external'. A line the device lacks is refused, listing its lines."""
+    try:
+        import pypylon  # noqa: F401
+    except ImportError:
+        pytest.skip("pypylon is not installed (optional extra: pip install '.[pylon]')")
+    old = os.environ.get("PYLON_CAMEMU")
+    os.environ["PYLON_CAMEMU"] = "1"
+    try:
+        cam = open_camera(CameraConfig(name="line0", backend="pylon", timeout_s=1.0,
+                                       genicam=GenICamConfig(index=0, trigger="hardware",
+                                                             trigger_line="Line1")), Path("."))
+        assert isinstance(cam, GenICamCamera)
+        cam.open()
+        try:
+            assert cam.info["mode"] == "hardware" and cam.get_feature("TriggerSource") == "Line1"
+            cam.trigger()  # nothing: the line triggers
+            with pytest.raises(CameraTimeout, match=r"no frame within 0.200 s \(trigger mode "
+                               r"hardware\)"):
+                cam.grab(0.2)
+            assert cam.health().errors == 0 and cam.health().connected
+        finally:
+            cam.close()
+        bad = open_camera(CameraConfig(name="line9", backend="pylon", genicam=GenICamConfig(
+            index=0, trigger="hardware", trigger_line="Line9")), Path("."))
+        with pytest.raises(CameraFeatureError, match=r"'TriggerSource' = 'Line9': not an "
+                           r"entry; allowed: Software, Line1, Line2, Line3"):
+            bad.open()
+    finally:
+        if old is None:
+            os.environ.pop("PYLON_CAMEMU", None)
+        else:
+            os.environ["PYLON_CAMEMU"] = old
+
+
 # ---------------------------------------------------------------------------------------------
 # soak: thousands of cycles, resources flat (pytest -m soak; STATION_SOAK_CYCLES, default 5000)
 # ---------------------------------------------------------------------------------------------

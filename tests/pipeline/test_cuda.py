@@ -125,3 +125,39 @@ def test_graphs_stay_right_when_many_frame_sizes_come_and_go() -> None:
             x = torch.randn(1, 3, h, w, device="cuda")
             assert float((graphed(x, seg) - plain(x, seg)).abs().max()) < 1e-5
     assert graphed.graph_failures == 0 and len(graphed._graph_cache) <= 4
+
+
+def test_pinned_uploads_on_a_stream_per_camera_equal_plain_uploads() -> None:
+    """prefetch: each camera's frame through its own pinned buffer and stream gives the
+    plain upload's numbers (8 and 16 bit, above 32767 too), buffers grow for bigger frames
+    and are reused for smaller ones, and a frame sent again is not the old one."""
+    rng = np.random.default_rng(3)
+    norm = Normaliser([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    gpu = Preprocessor(torch.device("cuda"), 3, norm)
+    cpu = Preprocessor(torch.device("cpu"), 3, norm)
+    assert gpu.uploader is not None and cpu.uploader is None
+    for h, w in ((64, 96), (128, 160), (32, 48)):
+        images = [
+            InputImage("cam0", rng.integers(0, 256, (h, w), dtype=np.uint8), "BayerRG8"),
+            InputImage("cam1", rng.integers(0, 65536, (h, w), dtype=np.uint16), "Mono16"),
+        ]
+        gpu.prefetch(images)
+        for image in images:
+            assert torch.allclose(gpu(image).cpu(), cpu(image), atol=1e-5)
+    lanes = gpu.uploader.lanes
+    assert set(lanes) == {"cam0", "cam1"} and lanes["cam0"].stream != lanes["cam1"].stream
+    assert lanes["cam1"].host.numel() == 128 * 160 * 2 and lanes["cam1"].host.is_pinned()
+
+
+def test_inspector_prefetching_two_cameras_finds_the_cpu_defects() -> None:
+    """Two cameras inspected on CUDA (uploads prefetched on their streams) find what the CPU
+    finds on each."""
+    frames = []
+    for k in range(2):
+        img = np.full((200, 300), 40, np.uint8)
+        img[50 + 20 * k:90 + 20 * k, 100:160] = 220
+        frames.append(InputImage(f"cam{k}", img, "Mono8"))
+    cpu = inspector_for(OracleModel()).inspect(frames)
+    gpu = inspector_for(OracleModel(), device="cuda").inspect(frames)
+    for a, b in zip(cpu.cameras, gpu.cameras, strict=True):
+        assert [d.area_px for d in a.defects] == [d.area_px for d in b.defects]
