@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.plant import USERS, Running
 from tests.servers import Certificates, Mosquitto, Postgres, make_certificates, need, pg_bin
 
-#: The broker's users in every test: name -> password.
-USERS = {"station": "station-secret", "collector": "collector-secret"}
 _db_numbers = itertools.count()
 
 
@@ -72,3 +71,12 @@ def database(pg_cluster: Postgres) -> str:
     with psycopg.connect(pg_cluster.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return pg_cluster.dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def running() -> Iterator[list[Running]]:
+    """Stores with their publisher that the test makes (append); stopped after it."""
+    made: list[Running] = []
+    yield made
+    for r in made:
+        r.close()

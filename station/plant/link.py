@@ -295,7 +295,9 @@ class Link:
             self.since = time.time()
         wait = self._backoff.next_wait()
         self._next_attempt = time.monotonic() + wait
-        if reason != self.last_error or was:
+        if clean:
+            log.info("mqtt disconnected", broker=broker_url(self.cfg), reason=reason)
+        elif reason != self.last_error or was:
             log.warning("mqtt connection down", broker=broker_url(self.cfg), reason=reason,
                         retry_in_s=round(wait, 2))
         self.last_error = reason
