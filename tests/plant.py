@@ -65,3 +65,68 @@ class Running:
     def close(self) -> None:
         self.publisher.stop()
         self.store.close()
+
+
+def small_images(folder: Path, n: int = 4, size: int = 96) -> Path:
+    """``n`` grey images of ``size`` px (noise) in ``folder``; returns the glob of them."""
+    import cv2
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cv2.imwrite(str(folder / f"part{i}.png"),
+                    rng.integers(0, 256, (size, size), dtype=np.uint8))
+    return folder / "*.png"
+
+
+def station_yaml(folder: Path, name: str, port: int, checkpoint: Path, *,
+                 password: str = USERS["station"], mqtt: dict[str, Any] | None = None) -> Path:
+    """A config file for ``station run``: two replay cameras on small images, the light
+    simulator, a tiny model on the CPU (cycles of a few milliseconds), the broker on ``port``
+    as user station; ``mqtt`` overrides keys of the mqtt section. Returns its path."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    samples = small_images(folder / "images")
+    pw = folder / f"{name}.password"
+    pw.write_text(password + "\n")
+    pw.chmod(0o600)
+    cams = [{"name": c, "backend": "replay", "timeout_s": 5.0,
+             "replay": {"images": [str(samples)], "pixel_format": "Mono8"}}
+            for c in ("cam0", "cam1")]
+    data = {
+        "version": 1, "name": name, "cameras": cams,
+        "lights": {"backend": "simulator", "settle_ms": 0,
+                   "channels": [{"channel": 1, "name": "top", "intensity": 180}]},
+        "pipeline": {"device": "cpu", "mode": "whole"},
+        "model": {"checkpoint": str(checkpoint)},
+        "storage": {"preview_px": 0},
+        "mqtt": {"enabled": True, "port": port, "username": "station",
+                 "password_file": str(pw), "topic_root": f"{ROOT}/{{station}}",
+                 "retry_first_s": 0.1, "retry_max_s": 1.0, "keepalive_s": 5,
+                 **(mqtt or {})},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def collector_yaml(folder: Path, port: int, database: str) -> Path:
+    """A config file for ``station collect``: the broker on ``port`` as user collector, the
+    verdicts below ROOT into ``database``."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pw = folder / "collector.password"
+    pw.write_text(USERS["collector"] + "\n")
+    data = {
+        "version": 1,
+        "mqtt": {"port": port, "username": "collector", "password_file": str(pw),
+                 "topic_root": f"{ROOT}/{{station}}", "retry_first_s": 0.1,
+                 "retry_max_s": 1.0},
+        "collect": {"database": database, "batch_wait_s": 0.05, "stats_interval_s": 2},
+    }
+    path = folder / "collector.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
