@@ -23,10 +23,29 @@ class PipelineConfig(Section):
         description="Tile edge length, a multiple of 32 (the network's stride) [px]",
     )
     overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Tile overlap share [0..1)")
-    batch_size: int = Field(8, ge=1, le=256, description="Tiles per forward pass [count]")
+    batch_size: int = Field(
+        8, ge=1, le=256, description="Tiles per forward pass on the CPU [count]"
+    )
+    cuda_batch_size: int = Field(
+        0, ge=0, le=4096,
+        description="Tiles per forward pass on CUDA; 0 = as many as fit in half the free "
+        "device memory (all tiles of a frame when they fit) [count]",
+    )
+    cuda_graphs: bool = Field(
+        True,
+        description="Capture the network's forward for the tile batch as a CUDA graph "
+        "(replayed per batch; falls back to plain calls if capture fails) [-]",
+    )
     half: bool = Field(True, description="Half precision on CUDA (ignored on the CPU) [-]")
+    half_dtype: Literal["float16", "bfloat16"] = Field(
+        "float16", description="Which half precision on CUDA [-]"
+    )
     channels_last: bool = Field(True, description="Channels-last memory on CUDA [-]")
-    compile: bool = Field(False, description="torch.compile the model at start-up [-]")
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (compiled at start-up, before the station "
+        "reports ready) [-]",
+    )
     min_area_px: int = Field(
         4, ge=1, le=1_000_000, description="Smaller connected components are ignored [px]"
     )
@@ -35,7 +54,18 @@ class PipelineConfig(Section):
     )
     max_defects: int = Field(
         1000, ge=1, le=100_000,
-        description="Defects listed per camera (largest first); the verdict sees all [count]",
+        description="Defects listed per camera (largest first); the verdict sees all that were "
+        "examined (up to max_regions) [count]",
+    )
+    max_regions: int = Field(
+        100, ge=1, le=10_000,
+        description="Defect regions examined per camera (largest first); a frame with more is "
+        "never a PASS and its reason says how many there were [count]",
+    )
+    region_block: int = Field(
+        4, ge=1, le=64,
+        description="Defects are grouped into regions on blocks of this edge: defects more than "
+        "twice this apart are always separate; larger is cheaper on noisy frames [px]",
     )
     outline_points: int = Field(
         64, ge=4, le=4096, description="Most vertices of a defect's outline polygon [count]"

@@ -40,11 +40,15 @@ def pixel_format_info(name: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Frame:
-    """One image from one camera, pixels owned by the frame (never a producer's buffer).
+    """One image from one camera; its pixels are never a buffer a producer may overwrite.
 
-    ``data`` is ``(height, width)`` for mono and Bayer formats, ``(height, width, channels)``
-    for colour; ``uint8`` for 8-bit formats, ``uint16`` for deeper ones. An incomplete frame
-    (``complete=False``) is never inspected as if it were whole.
+    ``data`` is either owned by the frame (GenICam/pylon: copied out of the acquisition buffer)
+    or read-only and shared (the replay camera's cached frames: ``data.flags.writeable`` is
+    False, and every frame served from that file holds the same array). Consumers only read
+    it; one that must write copies it first. ``data`` is ``(height, width)`` for mono and
+    Bayer formats, ``(height, width, channels)`` for colour; ``uint8`` for 8-bit formats,
+    ``uint16`` for deeper ones. An incomplete frame (``complete=False``) is never inspected as
+    if it were whole.
     """
 
     camera: str

@@ -34,15 +34,13 @@ from models.checkpoint import Checkpoint, load_checkpoint
 from pipeline.errors import torch_errors
 from pipeline.infer import Segmenter, select_device
 from pipeline.postprocess import (
-    Crop,
     classify,
     defect_probabilities,
-    defect_regions,
     downscale_defect_map,
-    extract_defects,
+    find_defects,
 )
 from pipeline.preprocess import Normaliser, Preprocessor
-from pipeline.tiling import StageClock, Tiler, run_whole
+from pipeline.tiling import StageClock, Tiler, predict_whole
 from pipeline.types import CameraCalibration, CameraResult, InputImage, PipelineResult
 from pipeline.verdict import (
     Region,
@@ -100,7 +98,8 @@ class Inspector:
         self.device = select_device(self.cfg.device)
         self.segmenter = Segmenter(
             checkpoint.model, meta.spec.head, self.device, half=self.cfg.half,
-            channels_last=self.cfg.channels_last, compile_model=self.cfg.compile,
+            half_dtype=self.cfg.half_dtype, channels_last=self.cfg.channels_last,
+            compile_model=self.cfg.compile,
         )
         self.preprocessor = Preprocessor(
             self.device, meta.spec.in_channels,
@@ -108,7 +107,8 @@ class Inspector:
             flat_eps=self.cfg.flat_field_eps,
         )
         self.tiler = Tiler(self.cfg.tile_size, self.cfg.overlap, self.cfg.batch_size,
-                           SIZE_DIVISOR)
+                           SIZE_DIVISOR, cuda_batch=self.cfg.cuda_batch_size,
+                           graphs=self.cfg.cuda_graphs and not self.cfg.compile)
         self._thresholds_t = torch.tensor([merged[c] for c in defect_classes],
                                           device=self.device)
         self.regions = dict(regions or {})
@@ -215,9 +215,40 @@ class Inspector:
             x = self.preprocessor(image, calibration)
             if clock:
                 clock.add("preprocess", t)
+            # The side-effect-free predictor (a CUDA graph can hold it); the image logits'
+            # maximum over tiles comes back from the tiler.
             if self.cfg.mode == "whole":
-                return run_whole(x, self.segmenter, SIZE_DIVISOR, clock)
-            return self.tiler(x, self.segmenter, clock)
+                probs, head = predict_whole(x, self.segmenter.predict, SIZE_DIVISOR, clock)
+            else:
+                probs, head = self.tiler.run(x, self.segmenter.predict, clock)
+            self.segmenter.image_logits = head
+            return probs
+
+    def warmup(self, sizes: Sequence[tuple[int, int]] = (), always: bool = False) -> float:
+        """Prepare the fast path before the first part; returns the seconds it took.
+
+        On CUDA (or with ``pipeline.compile``): runs blank frames of ``sizes`` (``(height,
+        width)`` of the cameras; with none given, one tile when compiling), so that the tile
+        batch is sized, the CUDA graph captured and ``torch.compile`` done before the station
+        reports ready. On the CPU without compile it does nothing (unless ``always``).
+        """
+        if self.device.type != "cuda" and not self.cfg.compile and not always:
+            return 0.0
+        t0 = time.perf_counter()
+        c = self.spec.in_channels
+        shapes = list(sizes) or ([(self.cfg.tile_size, self.cfg.tile_size)]
+                                 if self.cfg.compile and self.cfg.mode == "tiled" else [])
+        with self._lock, torch.inference_mode():
+            for h, w in shapes:
+                x = torch.zeros((1, c, h, w), device=self.device)
+                if self.cfg.mode == "whole":
+                    predict_whole(x, self.segmenter.predict, SIZE_DIVISOR)
+                else:
+                    self.tiler.run(x, self.segmenter.predict)
+            self._sync()
+        took = time.perf_counter() - t0
+        log.info("inspector warmed up", sizes=shapes, seconds=round(took, 2))
+        return took
 
     def part_score(self) -> tuple[float | None, str | None]:
         """The image head's part score of the last frame :meth:`probabilities` ran (its largest
@@ -231,16 +262,18 @@ class Inspector:
 
     def postprocess(self, camera: str, probs: torch.Tensor, mm_per_px: float | None
                     ) -> CameraResult:
-        """Probabilities -> camera result with all defects (largest first).
+        """Probabilities -> camera result with the largest defects (largest first).
 
-        Only the defect map comes to the host when there is no defect; otherwise only the
-        regions holding defects (see :func:`defect_regions`), or the whole class and score maps
-        when those regions are many or large.
+        Bounded cost whatever the frame holds (see :func:`find_defects`): only the defect map,
+        the statistics of the ``max_regions`` largest regions and the pixels of their outlines
+        come to the host. More regions than that: the result is ``capped`` (never a PASS).
         """
         with torch.inference_mode():
             p = defect_probabilities(probs, self.spec.head)
             h, w = int(p.shape[1]), int(p.shape[2])
-            if not bool(torch.isfinite(p).all()):
+            # One reduction instead of a mask of the frame: probabilities are bounded, so the
+            # sum is finite exactly when every value is.
+            if not bool(torch.isfinite(p.sum())):
                 raise PipelineError(
                     f"camera {camera!r}: the network produced NaN or infinite probabilities"
                 )
@@ -250,21 +283,18 @@ class Inspector:
             defect_map = np.ascontiguousarray(dmap.cpu().numpy(), dtype=np.uint8)
             if not defect_map.any():
                 return CameraResult(camera, w, h, [], defect_map)
-            regions = defect_regions(defect_map, factor, h, w)
-            if regions is None:
-                regions = [Crop(0, h, 0, w, np.ones((h, w), dtype=bool))]
-            defects = []
-            for r in regions:
-                lab = labels[r.y0:r.y1, r.x0:r.x1].cpu().numpy()
-                lab[~r.keep] = 0
-                defects += extract_defects(
-                    lab, scores[r.y0:r.y1, r.x0:r.x1].cpu().numpy(), camera=camera,
-                    class_names=self.class_names, min_area_px=self.cfg.min_area_px,
-                    mm_per_px=mm_per_px, max_outline_points=self.cfg.outline_points,
-                    max_outlines=self.cfg.max_defects, origin=(r.x0, r.y0),
-                )
-            defects.sort(key=lambda d: (-d.area_px, d.class_index, d.box))
-            return CameraResult(camera, w, h, defects, defect_map)
+            defects, found = find_defects(
+                labels, scores, camera=camera, class_names=self.class_names,
+                min_area_px=self.cfg.min_area_px, mm_per_px=mm_per_px,
+                block=self.cfg.region_block, max_regions=self.cfg.max_regions,
+                max_outline_points=self.cfg.outline_points,
+            )
+            capped = found > self.cfg.max_regions
+            if capped:
+                log.warning("defect regions capped", camera=camera, found=found,
+                            examined=len(defects))
+            return CameraResult(camera, w, h, defects, defect_map, regions_found=found,
+                                capped=capped)
 
     def inspect(
         self,

@@ -9,6 +9,7 @@ to luminance) and the checkpoint's mean/std normalisation.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,13 +76,21 @@ def validate_image(image: InputImage) -> None:
 
 def upload(pixels: npt.NDArray[np.uint8] | npt.NDArray[np.uint16], device: torch.device
            ) -> torch.Tensor:
-    """Copy the raw buffer to the device as it is, then convert to float32 there."""
+    """Copy the raw buffer to the device as it is, then convert to float32 there.
+
+    Read-only buffers (a replay camera's shared frames) are fine: the upload, or the
+    conversion on the CPU, makes the copy, and nothing writes into the buffer.
+    """
     arr = np.ascontiguousarray(pixels)
-    if arr.dtype == np.uint16:
-        # torch has no uint16 arithmetic on every device: reinterpret as int16, widen, unwrap.
-        t = torch.from_numpy(arr.view(np.int16)).to(device, non_blocking=True)
-        return t.to(torch.int32).bitwise_and(0xFFFF).to(torch.float32)
-    return torch.from_numpy(arr).to(device, non_blocking=True).to(torch.float32)
+    with warnings.catch_warnings():
+        # torch warns that it cannot protect a read-only array; it is only read here.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        if arr.dtype == np.uint16:
+            # torch has no uint16 arithmetic on every device: reinterpret as int16, widen,
+            # unwrap.
+            t = torch.from_numpy(arr.view(np.int16)).to(device, non_blocking=True)
+            return t.to(torch.int32).bitwise_and(0xFFFF).to(torch.float32)
+        return torch.from_numpy(arr).to(device, non_blocking=True).to(torch.float32)
 
 
 def flat_field(

@@ -78,6 +78,11 @@ class CameraResult:
     part_score: float | None = None
     #: the class whose image logit is largest, None without a head
     part_class: str | None = None
+    #: defect regions found in all (``pipeline.max_regions`` largest are in ``defects``)
+    regions_found: int = 0
+    #: more regions than ``pipeline.max_regions``: only the largest were examined, and the
+    #: verdict is never PASS
+    capped: bool = False
 
 
 @dataclass

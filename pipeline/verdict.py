@@ -67,15 +67,28 @@ def describe(defect: Defect, rule: ClassRule, pixels: bool = False) -> str:
     )
 
 
+def capped_reasons(cameras: Sequence[CameraResult]) -> list[str]:
+    """One reason per camera with more defect regions than ``pipeline.max_regions``."""
+    return [
+        f"{cam.regions_found} defect regions on {cam.camera}, more than pipeline.max_regions "
+        f"allows; only the {len(cam.defects)} largest were examined and are reported (a noisy "
+        "or textured frame: check the part, the lighting and the model)"
+        for cam in cameras if cam.capped
+    ]
+
+
 def judge(
     cameras: Sequence[CameraResult], rules: RulesConfig, pixels: bool = False
 ) -> tuple[Verdict, list[str]]:
     """PASS, or FAIL with one reason per failing defect (and per exceeded count).
 
     ``pixels``: compare sizes in px even where a scale is known (a model's operating point
-    is in the pixels of its training images)."""
+    is in the pixels of its training images). A camera with more defect regions than
+    ``pipeline.max_regions`` (``capped``) is a FAIL whatever its listed defects are: only its
+    largest regions were examined."""
     reasons: list[str] = []
     for cam in cameras:
+        reasons.extend(capped_reasons([cam]))
         by_class: dict[str, list[Defect]] = {}
         for d in cam.defects:
             if fails(d, rule_for(rules, d.class_name), pixels):
@@ -119,6 +132,8 @@ def judge_operating_point(
     reasons: list[str] = []
     if op.uses_segmentation:
         _, reasons = judge(cameras, rules, pixels=True)
+    else:  # a capped camera is never a PASS, whatever decides
+        reasons = capped_reasons(cameras)
     if op.uses_head and op.head_threshold is not None:
         for cam in cameras:
             if cam.part_score is not None and cam.part_score >= op.head_threshold:

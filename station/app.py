@@ -159,6 +159,16 @@ def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None =
             except DriverError as exc:
                 log.warning("calibrated feature not applied", camera=cam.name, node=node,
                             error=str(exc))
+    sizes = set()
+    for cam in cameras:  # warm the pipeline up for the frames it will see (CUDA only)
+        try:
+            sizes.add((int(cam.get_feature("Height")), int(cam.get_feature("Width"))))
+        except (DriverError, TypeError, ValueError) as exc:
+            log.debug("frame size unknown for warm-up", camera=cam.name, error=str(exc))
+    try:
+        inspector.warmup(sorted(sizes))
+    except Exception as exc:  # the first inspections then pay for it; they still run
+        log.error("pipeline warm-up failed", error=f"{type(exc).__name__}: {exc}")
     serials = {h.name: h.serial for h in rig.health()}
     calibration, cal_info = load_calibration_state(cfg, data_dir, serials)
     try:

@@ -1,11 +1,13 @@
 """The replay camera: image files (or a function) served as frames, with emulated features.
 
-It runs the whole station without cameras: files are decoded once (LRU cache), optionally
-scaled to a sensor size (e.g. 5472 x 3648) and re-mosaiced into a Bayer format, so the
-20 MP BayerRG8 path of the reference booth runs on a laptop. It emulates the GenICam features
-``ExposureTime`` (µs) and ``Gain`` (dB): pixel values scale linearly with exposure against a
-reference of 10000 µs and with gain as 10^(dB/20), saturating at the format's maximum, which
-is what `station capture --calibrate` needs to be tested with a known truth.
+It runs the whole station without cameras: files are decoded once, optionally scaled to a
+sensor size (e.g. 5472 x 3648) and re-mosaiced into a Bayer format, so the 20 MP BayerRG8 path
+of the reference booth runs on a laptop. Frames ready to serve (per file and exposure factor)
+are kept in an LRU cache as read-only arrays that every frame served from them shares, so a
+cached 20 MP frame costs microseconds and does not hide the pipeline's own cost. It emulates
+the GenICam features ``ExposureTime`` (µs) and ``Gain`` (dB): pixel values scale linearly
+with exposure against a reference of 10000 µs and with gain as 10^(dB/20), saturating at the
+format's maximum, which is what `station capture --calibrate` needs to be tested with a known truth.
 
 A scene can also be a function ``fn(frame_index, features) -> ndarray`` (see
 :meth:`ReplayCamera.from_function`). For tests of the rig it offers fault injection
@@ -115,7 +117,7 @@ class ReplayCamera:
             self._check_range(node, value)
         self._readout_s = readout_s
         self._cache_bytes = cache_bytes
-        self._cache: OrderedDict[int, pixels.Pixels] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, float], pixels.Pixels] = OrderedDict()
         self._cached = 0
         self._files: list[Path] = []
         self._lock = threading.RLock()
@@ -209,7 +211,7 @@ class ReplayCamera:
             self._next_index += 1
 
     def grab(self, timeout_s: float) -> Frame:
-        """The frame of the last trigger, pixels owned by the frame."""
+        """The frame of the last trigger; file frames' pixels are read-only and shared."""
         with self._lock:
             self._require_open()
             if self._pending is None:
@@ -344,7 +346,12 @@ class ReplayCamera:
         )
 
     def _render(self, index: int) -> tuple[pixels.Pixels, str]:
-        """Pixels of frame ``index`` with exposure and gain applied (a new array)."""
+        """Pixels of frame ``index`` with exposure and gain applied.
+
+        File frames come from the cache as read-only arrays, shared by every frame served
+        from them (serving a cached 20 MP frame costs microseconds, not a copy); a scene
+        function's frames are new arrays.
+        """
         factor = pixels.exposure_factor(
             self._features["ExposureTime"], self._features["Gain"], REFERENCE_EXPOSURE_US
         )
@@ -352,11 +359,16 @@ class ReplayCamera:
             feats: dict[str, FeatureValue] = {**self._features, "PixelFormat": self._pixel_format}
             base = self._from_scene(np.asarray(self._source(index, feats)))
             src = f"function:{getattr(self._source, '__name__', 'scene')}"
-        else:
-            file_index = index % len(self._files)
-            base = self._base_of_file(file_index)
-            src = str(self._files[file_index])
-        return pixels.apply_factor(base, factor, self._pixel_format), src
+            return (base if factor == 1.0 else
+                    pixels.apply_factor(base, factor, self._pixel_format)), src
+        file_index = index % len(self._files)
+        src = str(self._files[file_index])
+        base = self._from_cache((file_index, 1.0), lambda: self._decode(file_index))
+        if factor == 1.0:
+            return base, src
+        return self._from_cache(
+            (file_index, factor), lambda: pixels.apply_factor(base, factor, self._pixel_format)
+        ), src
 
     def _from_scene(self, arr: npt.NDArray[np.generic]) -> pixels.Pixels:
         channels, _ = pixel_format_info(self._pixel_format)
@@ -370,11 +382,26 @@ class ReplayCamera:
             return out
         return pixels.convert(arr, self._pixel_format)
 
-    def _base_of_file(self, file_index: int) -> pixels.Pixels:
-        cached = self._cache.get(file_index)
-        if cached is not None:
-            self._cache.move_to_end(file_index)
-            return cached
+    def _from_cache(self, key: tuple[int, float], make: Callable[[], pixels.Pixels]
+                ) -> pixels.Pixels:
+        """The read-only array for ``key`` (file index, exposure factor), made once and kept
+        while ``cache_bytes`` allows (least recently used dropped first)."""
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        arr = make()
+        arr.setflags(write=False)
+        if self._cache_bytes > 0 and arr.nbytes <= self._cache_bytes:
+            self._cache[key] = arr
+            self._cached += arr.nbytes
+            while self._cached > self._cache_bytes and self._cache:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached -= dropped.nbytes
+        return arr
+
+    def _decode(self, file_index: int) -> pixels.Pixels:
+        """Decode, scale and convert file ``file_index`` to the served format."""
         path = self._files[file_index]
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if raw is None:
@@ -385,11 +412,4 @@ class ReplayCamera:
             raw = cv2.cvtColor(raw, cv2.COLOR_BGRA2RGBA)
         decoded: npt.NDArray[np.generic] = np.asarray(raw)
         decoded = pixels.resize(decoded, self._width, self._height)
-        base = pixels.convert(decoded, self._pixel_format)
-        if self._cache_bytes > 0 and base.nbytes <= self._cache_bytes:
-            self._cache[file_index] = base
-            self._cached += base.nbytes
-            while self._cached > self._cache_bytes and self._cache:
-                _, dropped = self._cache.popitem(last=False)
-                self._cached -= dropped.nbytes
-        return base
+        return pixels.convert(decoded, self._pixel_format)

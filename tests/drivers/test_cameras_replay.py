@@ -81,6 +81,34 @@ def test_scales_to_a_20_mp_bayer_sensor() -> None:
     assert (cam.get_feature("Width"), cam.get_feature("Height")) == (5472, 3648)
 
 
+def test_cached_frames_are_shared_read_only_arrays(tmp_path: Path) -> None:
+    """Serving a file frame again hands out the very same read-only array (no copy, no
+    conversion): a 20 MP replay frame costs what a dictionary lookup does. Each exposure
+    factor has its own cached array; the scene-function source still renders every frame."""
+    _write(tmp_path / "a.png", np.full((32, 48), 100, np.uint8))
+    _write(tmp_path / "b.png", np.full((32, 48), 50, np.uint8))
+    cam = _camera(tmp_path, images=["*.png"], pixel_format="BayerRG8")
+    cam.open()
+    first = [_grab(cam).data for _ in range(4)]
+    assert first[0] is first[2] and first[1] is first[3] and first[0] is not first[1]
+    assert not first[0].flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first[0][0, 0] = 1
+    cam.set_feature("ExposureTime", 20000.0)
+    bright = [_grab(cam).data for _ in range(3)]
+    assert bright[0] is bright[2] and int(bright[0].max()) == 200
+    assert int(first[0].max()) == 100  # the reference frame was not touched
+    cam.set_feature("ExposureTime", REFERENCE_EXPOSURE_US)
+    assert _grab(cam).data is first[1]  # frame 7: file b at the reference exposure again
+    nocache = _camera(tmp_path, images=["*.png"], cache_mb=0)
+    nocache.open()
+    assert _grab(nocache).data is not _grab(nocache).data
+    scene = ReplayCamera.from_function("s", lambda i, f: np.full((4, 4), i, np.uint8))
+    scene.open()
+    a, b = _grab(scene).data, _grab(scene).data
+    assert a is not b and a.flags.writeable and int(b[0, 0]) == 1
+
+
 def test_width_alone_keeps_the_aspect_ratio(tmp_path: Path) -> None:
     """Only a width scales the height by the same factor."""
     _write(tmp_path / "a.png", np.zeros((50, 100), np.uint8))

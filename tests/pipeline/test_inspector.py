@@ -168,6 +168,51 @@ def test_from_config_missing_checkpoint(tmp_path: Path) -> None:
         Inspector.from_config(cfg)
 
 
+def test_a_frame_with_more_regions_than_the_cap_never_passes() -> None:
+    """Many separate specks (more regions than pipeline.max_regions) make the camera FAIL
+    even though no speck fails a rule; the reason counts them and says the largest are
+    reported, and only that many are listed."""
+    img = np.full((120, 160), 40, np.uint8)
+    img[4:120:12, 4:160:12] = 220  # 10 x 13 = 130 one-pixel specks, far apart
+    ins = inspector_for(OracleModel(), rules=RULES, max_regions=20)
+    result = ins.inspect([InputImage("cam0", img, "Mono8")], mm_per_px={"cam0": 0.1})
+    (cam,) = result.cameras
+    assert cam.capped and cam.regions_found == 130 and len(cam.defects) == 20
+    assert result.verdict is Verdict.FAIL
+    assert result.reasons == [
+        "130 defect regions on cam0, more than pipeline.max_regions allows; only the 20 "
+        "largest were examined and are reported (a noisy or textured frame: check the part, "
+        "the lighting and the model)"]
+    relaxed = inspector_for(OracleModel(), rules=RULES, max_regions=1000)
+    result = relaxed.inspect([InputImage("cam0", img, "Mono8")], mm_per_px={"cam0": 0.1})
+    assert result.verdict is Verdict.PASS and len(result.cameras[0].defects) == 130
+
+
+def test_noise_frame_is_bounded_and_never_a_pass() -> None:
+    """A noise frame (every other pixel bright at random: thousands of components) is
+    examined as a few regions, quickly, and fails on their size, not on a timeout."""
+    rng = np.random.default_rng(0)
+    img = np.where(rng.random((192, 256)) < 0.5, 220, 40).astype(np.uint8)
+    ins = inspector_for(OracleModel(), rules=RULES, max_regions=20)
+    result = ins.inspect([InputImage("cam0", img, "Mono8")], mm_per_px={"cam0": 0.1})
+    (cam,) = result.cameras
+    assert not cam.capped and 1 <= cam.regions_found <= 20
+    assert sum(d.area_px for d in cam.defects) == int((img > 128).sum())
+    assert result.verdict is Verdict.FAIL
+
+
+def test_warmup_runs_blank_frames_only_where_it_pays() -> None:
+    """On the CPU warm-up costs nothing by default; forced, it runs a blank frame of each
+    size through the same path (tiled and whole) and the next inspection is unchanged."""
+    tiled = inspector_for(OracleModel(), rules=RULES)
+    assert tiled.warmup([(150, 200)]) == 0.0
+    assert tiled.warmup([(150, 200), (64, 96)], always=True) > 0.0
+    result = tiled.inspect([InputImage("cam0", _frame(), "Mono8")])
+    assert [d.area_px for d in result.cameras[0].defects] == [800, 16]
+    whole = inspector_for(OracleModel(), rules=RULES, mode="whole")
+    assert whole.warmup([(150, 200)], always=True) > 0.0
+
+
 class _HeadOracle(torch.nn.Module):
     """The oracle's masks plus image logits ``(N, 2)``: ``head`` for Crack, -10 for Blowhole."""
 

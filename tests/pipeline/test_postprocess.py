@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from config.errors import PipelineError
 from pipeline.postprocess import (
     classify,
     defect_probabilities,
-    defect_regions,
     downscale_defect_map,
     extract_defects,
+    find_defects,
 )
 from pipeline.types import Defect
 
@@ -118,35 +119,158 @@ def test_defect_map_keeps_small_defects_and_the_strongest_class() -> None:
     assert odd.shape == (3, 2)
 
 
-def test_crops_give_the_same_defects_as_the_whole_frame() -> None:
-    """Defects found region by region (only defect regions leave the device) equal those found
-    on the whole frame, also when one region's box encloses another region (an L shape around
-    a speck)."""
+def _rounded(ds: list[Defect]) -> list[Defect]:
+    out = [dataclasses.replace(d, centroid=(round(d.centroid[0], 9), round(d.centroid[1], 9)),
+                               mean_score=round(d.mean_score, 9)) for d in ds]
+    return sorted(out, key=lambda d: (-d.area_px, d.class_index, d.box))
+
+
+def _find(labels: np.ndarray, scores: np.ndarray, **kw: object) -> tuple[list[Defect], int]:
+    args: dict[str, object] = {"camera": "c", "class_names": NAMES, "min_area_px": 1,
+                               "mm_per_px": 0.1, **kw}
+    return find_defects(torch.from_numpy(labels), torch.from_numpy(scores),
+                        **args)  # type: ignore[arg-type]
+
+
+def _separated_defects() -> tuple[np.ndarray, np.ndarray]:
     labels = np.zeros((96, 128), np.uint8)
     labels[10:60, 10:14] = 2  # L shape: vertical bar ...
     labels[56:60, 10:60] = 2  # ... and its foot
-    labels[30:33, 30:33] = 1  # a speck inside the L's bounding box, in its own blocks
+    labels[30:33, 30:33] = 1  # a speck of another class inside the L's bounding box
     labels[80:90, 100:127] = 1
     cv2.circle(labels, (100, 30), 9, 2, -1)
+    labels[2, 120] = 2  # 1 px, below min area 2
     rng = np.random.default_rng(0)
     scores = np.where(labels > 0, rng.uniform(0.5, 1.0, labels.shape), 0).astype(np.float32)
-    factor = 4
-    dmap = downscale_defect_map(torch.from_numpy(labels), torch.from_numpy(scores), factor)
-    crops = defect_regions(dmap.numpy(), factor, 96, 128)
-    assert crops is not None and len(crops) == 4
-    kw = {"camera": "c", "class_names": NAMES, "min_area_px": 1, "mm_per_px": 0.1}
-    whole = extract_defects(labels, scores, **kw)  # type: ignore[arg-type]
-    parts = []
-    for c in crops:
-        lab = labels[c.y0:c.y1, c.x0:c.x1].copy()
-        lab[~c.keep] = 0
-        parts += extract_defects(lab, scores[c.y0:c.y1, c.x0:c.x1],
-                                 origin=(c.x0, c.y0), **kw)  # type: ignore[arg-type]
-    def rounded(ds: list[Defect]) -> list[Defect]:
-        out = [dataclasses.replace(d, centroid=(round(d.centroid[0], 9),
-                                                round(d.centroid[1], 9)),
-                                   mean_score=round(d.mean_score, 9)) for d in ds]
-        return sorted(out, key=lambda d: (-d.area_px, d.class_index, d.box))
+    return labels, scores
 
-    assert rounded(parts) == rounded(whole)
-    assert defect_regions(np.ones((4, 4), np.uint8), factor, 16, 16) is None
+
+@pytest.mark.parametrize("method", ["sparse", "dense"])
+def test_regions_equal_exact_components_when_defects_are_apart(method: str) -> None:
+    """Defects more than two blocks apart come back exactly as the full-resolution components
+    give them: area, box, centroid, scores, mm² and outline (an L shape enclosing a speck of
+    another class in its box, a disc, a bar; a 1-px speck below min area is dropped), with
+    either way of summing blocks and any block size (frames not a multiple of it too)."""
+    labels, scores = _separated_defects()
+    kw = {"camera": "c", "class_names": NAMES, "min_area_px": 2, "mm_per_px": 0.1}
+    exact = extract_defects(labels, scores, **kw)  # type: ignore[arg-type]
+    found, count = _find(labels, scores, min_area_px=2, method=method)
+    assert count == 4 == len(found)
+    assert _rounded(found) == _rounded(exact)
+    for block in (1, 3, 8):
+        assert _rounded(_find(labels, scores, min_area_px=2, block=block,
+                              method=method)[0]) == _rounded(exact)
+
+
+@pytest.mark.parametrize("method", ["sparse", "dense"])
+def test_region_areas_are_exact_when_components_merge(method: str) -> None:
+    """Specks closer than a block merge into one region of their class whose area, box,
+    centroid and scores are exactly those of all its pixels (no pixel lost or counted twice);
+    a cluster of the other class interleaved with it stays a region of its own."""
+    labels = np.zeros((80, 96), np.uint8)
+    rng = np.random.default_rng(3)
+    for y in range(10, 34, 3):  # a 24 x 24 cluster of 1-px Blowhole specks, 3 px apart
+        for x in range(20, 44, 3):
+            labels[y, x] = 1
+    labels[11:33:4, 22:43:4] = 2  # Crack specks between them, 4 px apart
+    labels[60:63, 70:90:2] = 1  # a second Blowhole cluster, far away
+    scores = np.where(labels > 0, rng.uniform(0.5, 1.0, labels.shape), 0).astype(np.float32)
+    exact = extract_defects(labels, scores, camera="c", class_names=NAMES, min_area_px=1,
+                            mm_per_px=0.1)
+    assert len(exact) > 60 + 30 + 10  # every speck (and short bar) its own component
+    found, count = _find(labels, scores, block=4, method=method)
+    assert count == 3
+    by_box = {d.box: d for d in found}
+    for cls, (y0, y1, x0, x1) in ((1, (0, 40, 0, 50)), (2, (0, 40, 0, 50)),
+                                   (1, (50, 80, 60, 96))):
+        sub = np.zeros_like(labels)
+        sub[y0:y1, x0:x1] = labels[y0:y1, x0:x1]
+        ys, xs = np.nonzero(sub == cls)
+        box = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+               int(ys.max() - ys.min() + 1))
+        d = by_box[box]
+        assert d.class_index == cls and d.area_px == len(ys)
+        assert d.area_mm2 == pytest.approx(len(ys) * 0.01)
+        assert d.centroid == pytest.approx((xs.mean(), ys.mean()))
+        assert d.mean_score == pytest.approx(float(scores[ys, xs].mean()))
+        assert d.max_score == float(scores[ys, xs].max())
+
+
+@pytest.mark.parametrize("method", ["sparse", "dense"])
+def test_noise_frame_costs_few_regions_not_millions_of_components(method: str) -> None:
+    """A noise-like map (uniform noise per class, thresholded at 0.5: one component per few
+    pixels) becomes a handful of regions, one per class, covering every pixel, instead of
+    thousands of defects; the work after labelling the blocks is bounded by max_regions."""
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(2, 240, 320, generator=g)
+    labels, scores = classify(probs, torch.tensor([0.5, 0.5]))
+    exact = extract_defects(labels.numpy(), scores.numpy(), camera="c", class_names=NAMES,
+                            min_area_px=1, mm_per_px=None)
+    assert len(exact) > 3000  # what the host components would have to walk through
+    found, count = find_defects(labels, scores, camera="c", class_names=NAMES, min_area_px=1,
+                                mm_per_px=None, max_regions=5,
+                                method=method)  # type: ignore[arg-type]
+    assert count <= 4 and len(found) == count
+    assert sum(d.area_px for d in found) == int((labels > 0).sum())
+
+
+@pytest.mark.parametrize("method", ["sparse", "dense"])
+def test_more_regions_than_the_cap_are_counted_and_the_largest_reported(method: str) -> None:
+    """Block-level noise (isolated specks a few blocks apart): every region is counted, only
+    the max_regions largest come back, largest first, and regions below min area are neither
+    counted nor reported."""
+    labels = np.zeros((120, 160), np.uint8)
+    sizes = {}
+    for i, (y, x) in enumerate((y, x) for y in range(2, 120, 12) for x in range(2, 160, 12)):
+        side = 1 + i % 4  # 1x1 .. 4x4 squares
+        labels[y:y + side, x:x + side] = 1 + i % 2
+        sizes[(x, y)] = side * side
+    scores = (labels > 0).astype(np.float32)
+    found, count = _find(labels, scores, min_area_px=2, max_regions=7, method=method)
+    assert count == sum(1 for a in sizes.values() if a >= 2)
+    assert len(found) == 7
+    assert [d.area_px for d in found] == [16] * 7
+    assert found == sorted(found, key=lambda d: (-d.area_px, d.class_index, d.box))
+
+
+def test_outlines_past_the_budget_come_from_the_block_map() -> None:
+    """With no budget for full-resolution crops the outline is traced on the block map: it
+    stays within a block of the exact outline's extent."""
+    labels = np.zeros((100, 100), np.uint8)
+    labels[21:67, 13:58] = 1
+    scores = labels.astype(np.float32)
+    (exact,), _ = _find(labels, scores)
+    (coarse,), _ = _find(labels, scores, outline_budget_px=0)
+    assert coarse.area_px == exact.area_px and coarse.box == exact.box
+    xs, ys = [p[0] for p in coarse.outline], [p[1] for p in coarse.outline]
+    assert abs(min(xs) - 13) < 4 and abs(max(xs) - 57) < 4
+    assert abs(min(ys) - 21) < 4 and abs(max(ys) - 66) < 4
+
+
+def test_find_defects_edge_cases() -> None:
+    """An empty map gives nothing; mismatched maps and a foreign class index are errors."""
+    assert _find(np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.float32)) == ([], 0)
+    with pytest.raises(PipelineError, match="same"):
+        _find(np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.float32))
+    bad = np.zeros((8, 8), np.uint8)
+    bad[1, 1] = 7
+    with pytest.raises(PipelineError, match="class index 7"):
+        _find(bad, bad.astype(np.float32))
+
+
+def test_dense_and_sparse_block_sums_agree_on_random_maps() -> None:
+    """The GPU way (dense passes) and the CPU way (scatter over defect pixels) give the same
+    defects, outlines included, on random blobby maps of sizes that are not block multiples."""
+    rng = np.random.default_rng(7)
+    for h, w in ((37, 53), (64, 64), (101, 30)):
+        labels = np.zeros((h, w), np.uint8)
+        for _ in range(12):
+            cv2.circle(labels, (int(rng.integers(0, w)), int(rng.integers(0, h))),
+                       int(rng.integers(0, 5)), int(rng.integers(1, 3)), -1)
+        scores = np.where(labels > 0, rng.uniform(0.3, 1.0, labels.shape), 0)
+        scores = scores.astype(np.float32)
+        for block in (2, 4, 5):
+            a = _find(labels, scores, block=block, method="sparse")
+            b = _find(labels, scores, block=block, method="dense")
+            assert a[1] == b[1]
+            assert _rounded(a[0]) == _rounded(b[0])

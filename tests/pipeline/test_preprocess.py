@@ -66,6 +66,16 @@ def test_upload_keeps_uint16_values_above_32767() -> None:
     assert upload(px, torch.device("cpu")).tolist() == px.astype(float).tolist()
 
 
+def test_read_only_pixels_upload_without_a_warning() -> None:
+    """A replay camera's shared read-only frames go to the device untouched and unwarned."""
+    for dtype in (np.uint8, np.uint16):
+        px = np.arange(12, dtype=dtype).reshape(3, 4)
+        px.setflags(write=False)
+        t = upload(px, torch.device("cpu"))
+        t += 1  # the tensor is the pipeline's own
+        assert px.tolist() == np.arange(12).reshape(3, 4).tolist()
+
+
 def test_flat_field_recovers_the_scene() -> None:
     """raw = dark + flat * scene is corrected back to the scene; low flat values are clamped."""
     rng = np.random.default_rng(3)

@@ -9,8 +9,10 @@ from config.errors import PipelineError
 from pipeline.tiling import (
     Predictor,
     Tiler,
+    _pieces,
     blend_window,
     plan_tiles,
+    predict_whole,
     reflect_pad,
     run_whole,
     window_1d,
@@ -119,3 +121,140 @@ def test_tile_size_must_fit_the_network_stride() -> None:
     """A tile size that is not a multiple of 32 is refused with the fix in the message."""
     with pytest.raises(PipelineError, match="multiple of 32"):
         Tiler(100, 0.25, 4)
+
+
+def _old_tiler(x: torch.Tensor, predict: Predictor, tile: int, overlap: float, batch: int
+               ) -> torch.Tensor:
+    """The tiler as it was before batching by views and folding: a Python loop of slices,
+    accumulation tile by tile, multiplication by the inverse of the summed weights."""
+    h, w = x.shape[-2:]
+    grid = plan_tiles(h, w, tile, overlap)
+    window = blend_window(grid.tile, grid.overlap)
+    wsum = torch.zeros(grid.padded_shape)
+    for y, x0 in grid.origins:
+        wsum[y:y + grid.tile, x0:x0 + grid.tile] += window
+    top, _, left, _ = grid.pad
+    inv = 1.0 / wsum[top:top + h, left:left + w]
+    xp = reflect_pad(x, grid.pad)
+    out = None
+    for start in range(0, len(grid.origins), batch):
+        chunk = grid.origins[start:start + batch]
+        b = torch.stack([xp[0, :, y:y + tile, x0:x0 + tile] for y, x0 in chunk])
+        pred = predict(b)
+        assert isinstance(pred, torch.Tensor)
+        if out is None:
+            out = torch.zeros((pred.shape[1], *grid.padded_shape))
+        weighted = pred.float() * window
+        for k, (y, x0) in enumerate(chunk):
+            out[:, y:y + tile, x0:x0 + tile] += weighted[k]
+    assert out is not None
+    return (out[:, top:top + h, left:left + w] * inv).unsqueeze(0)
+
+
+@pytest.mark.parametrize(("h", "w", "batch"), [(700, 1000, 4), (700, 1000, 11),
+                                               (390, 385, 64), (200, 900, 1)])
+def test_paper_tiling_equals_the_previous_implementation(h: int, w: int, batch: int) -> None:
+    """384 px tiles with 25 % overlap give what the slice-and-loop tiler gave (1e-6), for
+    batches that cut tile rows anywhere, hold whole rows, or all tiles at once."""
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, h, w)
+    predict = _softmax(ConvStack(layers=2))
+    new = Tiler(384, 0.25, batch_size=batch)(x, predict)
+    old = _old_tiler(x, predict, 384, 0.25, batch)
+    assert new.shape == old.shape == (1, 3, h, w)
+    assert float((new - old).abs().max()) < 1e-6
+
+
+def test_pieces_cover_a_batch_with_at_most_three_rectangles() -> None:
+    """Any run of tiles of a row-major grid is a partial row, whole rows, a partial row."""
+    for cols in (1, 3, 19):
+        total = cols * 7
+        for start in range(0, total, 5):
+            for stop in range(start + 1, min(total, start + 60) + 1, 7):
+                pieces = _pieces(start, stop, cols)
+                assert len(pieces) <= 3
+                got = [r * cols + c for r0, nr, c0, nc in pieces
+                       for r in range(r0, r0 + nr) for c in range(c0, c0 + nc)]
+                assert got == list(range(start, stop))
+
+
+def test_image_head_gives_the_maximum_over_tiles() -> None:
+    """A predictor with an image head returns (probabilities, logits (N, J)); the tiler
+    returns the blended probabilities (as without the head) and each logit's maximum over
+    all tiles, whatever the batch; whole-frame mode passes the frame's logits through."""
+    torch.manual_seed(2)
+    conv = ConvStack(layers=1)
+    seg = _softmax(conv)
+
+    def with_head(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return seg(batch), torch.stack([batch.mean(dim=(1, 2, 3)), batch.amax(dim=(1, 2, 3))],
+                                       dim=1)
+
+    x = torch.randn(1, 3, 150, 230)
+    grid = plan_tiles(150, 230, 64, 0.25)
+    xp = reflect_pad(x, grid.pad)
+    tiles = torch.stack([xp[0, :, y:y + 64, x0:x0 + 64] for y, x0 in grid.origins])
+    expected = with_head(tiles)[1].amax(dim=0, keepdim=True)
+    for batch in (1, 4, 100):
+        probs, image = Tiler(64, 0.25, batch_size=batch).run(x, with_head)
+        assert image is not None and image.shape == (1, 2)
+        assert torch.allclose(image, expected, atol=1e-6)
+        assert torch.allclose(probs, Tiler(64, 0.25, batch_size=batch)(x, seg), atol=1e-7)
+    assert Tiler(64, 0.25, 4).run(x, seg)[1] is None
+    whole_probs, whole_image = predict_whole(x, with_head)
+    assert whole_probs.shape == (1, 3, 150, 230) and whole_image is not None
+    assert whole_image.shape == (1, 2)
+
+
+def test_a_predictor_returning_garbage_is_refused() -> None:
+    """Anything but a tensor or a (probabilities, logits) pair is a PipelineError."""
+    def bad(batch: torch.Tensor) -> torch.Tensor:
+        return [batch]  # type: ignore[return-value]
+
+    with pytest.raises(PipelineError, match="predictor must return"):
+        Tiler(64, 0.25, 4)(torch.randn(1, 3, 64, 64), bad)
+
+
+def test_tile_inputs_take_the_predictors_dtype_and_layout() -> None:
+    """Tiles are written straight into the predictor's dtype and memory format (one copy)."""
+    seen: list[tuple[torch.dtype, bool]] = []
+
+    class Pred:
+        dtype = torch.float64
+        memory_format = torch.channels_last
+
+        def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+            seen.append((batch.dtype, batch.is_contiguous(memory_format=torch.channels_last)))
+            return batch[:, :2].float()
+
+    out = Tiler(64, 0.25, 3)(torch.randn(1, 3, 100, 100), Pred())
+    assert out.shape == (1, 2, 100, 100)
+    assert seen and all(s == (torch.float64, True) for s in seen)
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_result() -> None:
+    """A device running out of memory for a batch makes the tiler halve it and run the frame
+    again (and remember the limit); one tile that does not fit is the caller's error."""
+    x = torch.randn(1, 3, 200, 260)
+    predict = _softmax(ConvStack(layers=1))
+    sizes: list[int] = []
+
+    def tight(batch: torch.Tensor) -> torch.Tensor:
+        sizes.append(batch.shape[0])
+        if batch.shape[0] > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+        return predict(batch)
+
+    tiler = Tiler(64, 0.25, batch_size=16)
+    out = tiler(x, tight)
+    assert torch.allclose(out, Tiler(64, 0.25, batch_size=2)(x, predict), atol=1e-6)
+    assert sizes[:2] == [12, 6] and max(sizes[2:]) <= 3  # 24 tiles: 12, then 6, then 3
+    sizes.clear()
+    tiler(x, tight)
+    assert max(sizes) <= 3  # the limit is kept
+
+    def never(batch: torch.Tensor) -> torch.Tensor:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (test)")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        Tiler(64, 0.25, batch_size=4)(x, never)

@@ -90,3 +90,31 @@ def test_region_polygon_and_mask() -> None:
     assert both.sum() == 2 * 4  # columns 2..3 of the polygon are in the mask's left 4 columns
     with pytest.raises(PipelineError, match="aspect"):
         Region(mask=mask).rasterise(8, 8)
+
+
+def test_capped_camera_is_never_a_pass() -> None:
+    """A camera with more regions than max_regions fails even when no listed defect does, and
+    the reason says how many there were and how many are reported."""
+    cams = _cams(_defect(mm2=0.1))
+    cams[0].regions_found, cams[0].capped = 5000, True
+    verdict, reasons = judge(cams, _rules())
+    assert verdict is Verdict.FAIL
+    assert reasons[0].startswith("5000 defect regions on cam0, more than pipeline.max_regions "
+                                 "allows; only the 1 largest")
+
+
+def test_capped_camera_fails_under_an_operating_point_too() -> None:
+    """Whatever decides (a model's operating point on its image head alone), a capped camera
+    is not a PASS."""
+    from models.operating_point import OperatingPoint
+    from pipeline.verdict import judge_operating_point
+
+    op = OperatingPoint.model_validate({
+        "rule": "image_head", "pixel_thresholds": {"Crack": 0.5},
+        "min_area_px": {"Crack": 100}, "head_threshold": 5.0})
+    cams = _cams(_defect(mm2=0.1))
+    cams[0].part_score = 1.0
+    assert judge_operating_point(cams, op, _rules()) == (Verdict.PASS, [])
+    cams[0].regions_found, cams[0].capped = 900, True
+    verdict, reasons = judge_operating_point(cams, op, _rules())
+    assert verdict is Verdict.FAIL and reasons[0].startswith("900 defect regions on cam0")
