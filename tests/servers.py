@@ -239,7 +239,7 @@ class Postgres:
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 "
                    "-c unix_socket_directories='' -c max_connections=40 "
                    f"-c fsync={'on' if self.fsync else 'off'} "
-                   "-c track_io_timing=on")
+                   "-c track_io_timing=on -c track_wal_io_timing=on")
         self._run([self.pg_ctl, "-D", str(self.data), "-l", str(self.log_path), "-o", options,
                    "-w", "-t", "30", "start"])
 
