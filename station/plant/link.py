@@ -135,9 +135,9 @@ def exception_words(cfg: StationConfig, exc: BaseException) -> str:
                 "give the CA that signed it in mqtt.tls.ca_file, and connect by the name or "
                 "address the certificate is for (mqtt.host)")
     if isinstance(exc, ssl.SSLError):
-        return (f"{url}: TLS handshake failed ({exc.reason or exc}); is port {m.port} the "
-                "broker's TLS listener? (plain-text listeners are usually on 1883: then set "
-                "mqtt.tls.enabled: false)")
+        return (f"{url}: TLS handshake failed ({getattr(exc, 'reason', None) or exc}); is "
+                f"port {m.port} the broker's TLS listener? (plain-text listeners are usually on "
+                "1883: then set mqtt.tls.enabled: false)")
     if isinstance(exc, ConnectionRefusedError):
         return (f"{url}: connection refused; is the broker running and listening on port "
                 f"{m.port}? (mqtt.host, mqtt.port)")
