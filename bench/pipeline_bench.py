@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from station.bench import main
+from station.bench_cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

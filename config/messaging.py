@@ -1,10 +1,66 @@
-"""Config of the ZeroMQ sockets."""
+"""Config of the ZeroMQ sockets, and of CURVE, their authentication and encryption."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from config._base import Section
+
+#: The roles a client key may have, and what each may do (docs/plc.md, docs/messaging.md).
+ROLES = ("plc", "hmi", "admin")
+
+
+class CurveConfig(Section):
+    """CURVE (ZeroMQ's public-key encryption and authentication) on both sockets.
+
+    Off, the sockets take any client (the loopback demo). On, a client must hold a key pair
+    whose public key is in one of the role folders; ``station keys`` makes the files.
+    """
+
+    enabled: bool = Field(
+        False, description="Encrypt both sockets and accept only the keys listed below [-]"
+    )
+    server_secret_key: str | None = Field(
+        None,
+        description="The station's secret key file (zmq.auth certificate, `station keys` "
+        "writes server.key_secret); its public half server.key lies beside it [path]",
+    )
+    plc_keys: str | None = Field(
+        None,
+        description="Folder of public key files (*.key) of PLC clients: inspect, result, "
+        "status, ping [path]",
+    )
+    hmi_keys: str | None = Field(
+        None,
+        description="Folder of public key files of HMI clients: subscribe to the publish "
+        "socket, status, history, ping [path]",
+    )
+    admin_keys: str | None = Field(
+        None,
+        description="Folder of public key files of administrators: every command, reload "
+        "included, and subscribe [path]",
+    )
+    client_secret_key: str | None = Field(
+        None,
+        description="The secret key file the `station` command line (status, trigger, "
+        "watch, reload, result) uses to reach a CURVE station; null: none [path]",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> CurveConfig:
+        if not self.enabled:
+            return self
+        if not self.server_secret_key:
+            raise ValueError(
+                "messaging.curve.enabled is true but server_secret_key is not set; run "
+                "`station keys --dir DIR` and set it to DIR/server.key_secret"
+            )
+        if not (self.plc_keys or self.hmi_keys or self.admin_keys):
+            raise ValueError(
+                "messaging.curve.enabled is true but no role folder is set (plc_keys, "
+                "hmi_keys, admin_keys): no client could connect"
+            )
+        return self
 
 
 class MessagingConfig(Section):
@@ -39,4 +95,7 @@ class MessagingConfig(Section):
     )
     status_interval_s: float = Field(
         5.0, gt=0, le=3600, description="Period of the published status message [s]"
+    )
+    curve: CurveConfig = Field(
+        default_factory=CurveConfig, description="CURVE authentication and encryption [-]"
     )

@@ -14,6 +14,7 @@ from config.hmi import HmiConfig
 from config.lights import LightsConfig
 from config.messaging import MessagingConfig
 from config.mqtt import TOPIC_LEVEL_FORBIDDEN, CollectConfig, MqttConfig
+from config.opcua import OpcUaConfig
 from config.pipeline import ModelConfig, PipelineConfig
 from config.rules import RulesConfig
 from config.storage import StorageConfig
@@ -70,6 +71,9 @@ class StationConfig(Section):
     rules: RulesConfig = Field(default_factory=RulesConfig, description="Verdict rules [-]")
     messaging: MessagingConfig = Field(
         default_factory=MessagingConfig, description="ZeroMQ sockets [-]"
+    )
+    opcua: OpcUaConfig = Field(
+        default_factory=OpcUaConfig, description="OPC UA server for PLCs [-]"
     )
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Store [-]")
     calibration: CalibrationConfig = Field(

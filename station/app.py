@@ -2,71 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import structlog
 import zmq
 
 from config import StationConfig
 from config.errors import DriverError, StationError
-from station.cycle import CalibrationState
+from station.calibration.state import calibrated_exposure, load_calibration_state
 from station.daemon import Daemon
 from station.health import Notifier
 
 log = structlog.get_logger(__name__)
-
-
-def load_calibration_state(
-    cfg: StationConfig, data_dir: Path, serials: dict[str, str | None] | None = None
-) -> tuple[CalibrationState, dict[str, Any]]:
-    """The booth calibration for the cycle, and what ``status`` reports about it.
-
-    ``problems`` (unreadable; stale or foreign with ``calibration.refuse_stale``) make every
-    inspection ERROR; ``warnings`` show in ``status``.
-    """
-    from station.calibration import load_calibration
-
-    loaded = load_calibration(cfg, data_dir, serials=serials)
-    state = CalibrationState(
-        calibration_id=loaded.calibration_id,
-        cameras=dict(loaded.cameras),
-        refuse_reasons=list(loaded.problems),
-    )
-    info: dict[str, Any] = {
-        "warnings": [w for w in loaded.warnings if w not in loaded.problems],
-        "age_days": None if loaded.age_days is None else round(loaded.age_days, 2),
-        "path": None if loaded.path is None else str(loaded.path),
-    }
-    return state, info
-
-
-def calibrated_exposure(cfg: StationConfig, data_dir: Path) -> dict[str, dict[str, float]]:
-    """Camera name -> {"ExposureTime": µs, "Gain": dB} from the calibration in force.
-
-    Empty when there is none, it is unreadable, or ``calibration.apply_exposure`` is off.
-    """
-    from config.errors import CalibrationError
-    from station.calibration.store import calibration_dir, current_id, read_calibration
-
-    if not cfg.calibration.apply_exposure:
-        return {}
-    directory = calibration_dir(cfg, data_dir)
-    try:
-        cal_id = current_id(directory)
-        if cal_id is None:
-            return {}
-        # The record only: the maps are read once, by load_calibration after the cameras open.
-        record, _ = read_calibration(directory, cal_id, with_maps=False)
-    except (OSError, CalibrationError):
-        return {}  # load_calibration reports what is wrong with it
-    out: dict[str, dict[str, float]] = {}
-    for name, cam in record.cameras.items():
-        values = {"ExposureTime": cam.exposure_us, "Gain": cam.gain_db}
-        kept = {k: float(v) for k, v in values.items() if v is not None}
-        if kept:
-            out[name] = kept
-    return out
 
 
 def with_exposure(cfg: StationConfig, exposure: dict[str, dict[str, float]]) -> StationConfig:
@@ -109,8 +57,13 @@ def check_endpoints(cfg: StationConfig) -> None:
         ctx.term()
 
 
-def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None = None) -> Daemon:
+def build_daemon(
+    cfg: StationConfig, data_dir: Path, notifier: Notifier | None = None,
+    config_loader: Callable[[], StationConfig] | None = None,
+) -> Daemon:
     """Open everything the config names and return a daemon ready to ``start()``.
+
+    ``config_loader`` reads the config again (``reload``); without it ``reload`` is refused.
 
     Cheap checks come first (the files the config names, the data directory, the
     endpoints), then the model, which must
@@ -175,6 +128,7 @@ def build_daemon(cfg: StationConfig, data_dir: Path, notifier: Notifier | None =
         daemon = Daemon(
             cfg, data_dir, inspector=inspector, rig=rig, lights=lights,
             calibration=calibration, calibration_info=cal_info, notifier=notifier,
+            config_loader=config_loader,
         )
     except BaseException:  # the store failed: close what was opened before raising
         lights.close()

@@ -11,6 +11,13 @@ Threads and who owns what:
 
 A trigger that finds the job queue full is answered ``BUSY``; it is never dropped in silence.
 
+The line's side (docs/plc.md): with ``messaging.curve`` both sockets are CURVE servers and a
+ZAP thread (``station.messaging.curve``) admits keys by role; every request's ``User-Id``
+property names the roles, checked per command. The OPC UA server (``station.opcua``, its own
+thread) hands its triggers to the main thread (``submit``) and gets every verdict and status.
+``reload`` builds a new working set on a helper thread (``station.reload``) and swaps it in
+between cycles.
+
 Every request gets exactly one reply, whatever its bytes (``station.messaging.requests``), and
 every accepted inspection exactly one verdict: it is marked in the store before it is
 acknowledged, recorded with its verdict, and closed as ERROR "interrupted by a restart" at the
@@ -23,6 +30,7 @@ answering (``inspect`` with ``SHUTTING_DOWN``) until the moment it closes.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -31,7 +39,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +63,7 @@ from station.cycle import (
     run_cycle,
 )
 from station.health import Notifier
-from station.messaging import jsonio
+from station.messaging import curve, jsonio
 from station.messaging.requests import (
     FALLBACK_REPLY,
     encode,
@@ -65,10 +73,13 @@ from station.messaging.requests import (
 )
 from station.messaging.wire import (
     EventMessage,
+    HistoryRequest,
     InspectRequest,
     PingRequest,
+    ReloadRequest,
     Reply,
     Request,
+    ResultRequest,
     StatusMessage,
     StatusRequest,
 )
@@ -81,6 +92,8 @@ log = structlog.get_logger(__name__)
 
 POLL_MS = 20
 MAX_REQUESTS_PER_TURN = 64
+#: How long an OPC UA Trigger waits for the main loop to accept it [s].
+SUBMIT_TIMEOUT_S = 5.0
 #: At shutdown: how long hardware may take to close while requests are still answered [s].
 CLOSE_TIMEOUT_S = 3.0
 #: At shutdown: the command socket closes after this long without a request [s] ...
@@ -118,6 +131,7 @@ class Job:
     request_id: str | None = None
     started: float | None = None  # monotonic, set by the worker
     abandoned: bool = False
+    counted: bool = False  # in Daemon._pending (accepted in this run) until its verdict
 
 
 class Daemon:
@@ -134,6 +148,7 @@ class Daemon:
         calibration: CalibrationState | None = None,
         calibration_info: dict[str, Any] | None = None,
         notifier: Notifier | None = None,
+        config_loader: Callable[[], StationConfig] | None = None,
     ) -> None:
         self.cfg = cfg
         self.data_dir = data_dir
@@ -160,6 +175,18 @@ class Daemon:
         self._pub: zmq.Socket[bytes] | None = None
         self._worker = threading.Thread(target=self._work, name="cycle", daemon=True)
         self._stuck_cycles = 0
+        # The line's side: CURVE, OPC UA, reload (see the module docstring).
+        self.config_loader = config_loader
+        self._curve: curve.ServerCurve | None = None
+        self._opcua: Any = None
+        self._active_lock = threading.Lock()  # cfg/inspector/calibration swapped together
+        self._pending = 0  # accepted in this run, verdict not yet published
+        self._submissions: queue.Queue[tuple[str | None, concurrent.futures.Future[str]]] = (
+            queue.Queue(maxsize=64))
+        self._reloading: tuple[list[bytes], str | None] | None = None
+        self._reloads: queue.Queue[Any] = queue.Queue()
+        self._frame_sizes: dict[str, tuple[int, int]] = {}
+        self._exposure_pending: dict[str, dict[str, float]] = {}
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -197,12 +224,22 @@ class Daemon:
             # With a ZAP domain set libzmq refuses pre-ZMTP-3 peers; with no ZAP handler in
             # the process, ZMTP 3 clients (NULL mechanism) are let in as before.
             sock.setsockopt(zmq.ZAP_DOMAIN, b"station")
+        self._curve = curve.start_server_curve(self.cfg, self._ctx)
+        if self._curve is not None:  # CURVE servers, each in its ZAP domain (roles differ)
+            curve.make_server(router, self._curve.keys, curve.COMMAND_DOMAIN)
+            curve.make_server(pub, self._curve.keys, curve.PUBLISH_DOMAIN)
+            self._curve.handshakes.watch(router, curve.COMMAND_DOMAIN)
+            self._curve.handshakes.watch(pub, curve.PUBLISH_DOMAIN)
+            self._curve.handshakes.start()
+        for warning in curve.exposure_warnings(self.cfg):
+            log.warning("socket open beyond loopback", problem=warning)
         for sock, endpoint, key in ((pub, m.publish, "publish"), (router, m.command, "command")):
             try:
                 sock.bind(endpoint)
             except zmq.ZMQError as exc:
                 pub.close(0)
                 router.close(0)
+                self._stop_curve()
                 raise StationError(
                     f"messaging.{key} = {endpoint!r}: cannot bind ({exc}); is another station "
                     f"running? Choose a free endpoint with --set messaging.{key}=tcp://127.0.0.1:PORT"
@@ -215,6 +252,7 @@ class Daemon:
         soft, _ = raise_fd_limit()
         self.bind()
         self._close_interrupted()
+        self._start_opcua()
         if self.plant is not None:
             self.plant.start()
         self._worker.start()
@@ -276,7 +314,9 @@ class Daemon:
         events = dict(poller.poll(POLL_MS))
         if self._router is not None and self._router in events:
             self._read_requests(MAX_REQUESTS_PER_TURN)
+        self._drain_submissions()
         self._drain_outcomes()
+        self._drain_reloads()
         self._drain_events()
         self._check_cycle_timeout()
         self.notifier.watchdog()
@@ -286,13 +326,13 @@ class Daemon:
         assert self._router is not None
         for done in range(limit):
             try:
-                frames = self._router.recv_multipart(zmq.NOBLOCK)
+                parts = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return done
             except zmq.ZMQError as exc:  # never seen; a socket error must not stop the loop
                 log.error("command socket receive failed", error=str(exc))
                 return done
-            self._handle(frames)
+            self._handle([p.bytes for p in parts], _user_id(parts))
         return limit
 
     def _shutdown(self, poller: zmq.Poller) -> None:
@@ -325,10 +365,13 @@ class Daemon:
             log.error("hardware did not close in time", limit_s=CLOSE_TIMEOUT_S)
         self.publish_status(state="stopping")
         self._drain_events()
+        self._abandon_reload()
         self._final_answers(poller)
+        self._stop_opcua()
         for sock in (self._router, self._pub):
             if sock is not None:
                 sock.close(linger=500)
+        self._stop_curve()
         self._ctx.term()
         if self.plant is not None:  # what it could not deliver stays in the outbox
             self.plant.stop()
@@ -351,9 +394,11 @@ class Daemon:
     def abort(self) -> None:
         """Close what ``build_daemon`` opened when start-up fails before ``serve()``."""
         self._close_hardware()
+        self._stop_opcua()
         for sock in (self._router, self._pub):
             if sock is not None:
                 sock.close(linger=0)
+        self._stop_curve()
         self._ctx.term()
         self.store.close()
         self.notifier.close()
@@ -385,9 +430,10 @@ class Daemon:
         except zmq.ZMQError as exc:
             log.warning("reply not delivered", error=str(exc))
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes], user_id: str | None = None) -> None:
         """Answer one message from the command socket: exactly one reply, now or (inspect
-        with ``wait``) after the verdict. Never raises."""
+        with ``wait``, reload) later. ``user_id``: the CURVE roles of the sender. Never
+        raises."""
         try:
             incoming = read_request(frames, self.cfg.messaging.max_request_bytes)
         except Exception as exc:  # read_request does not raise (fuzzed); belt and braces
@@ -403,7 +449,8 @@ class Daemon:
         request = incoming.request
         assert request is not None
         try:
-            reply = self._answer(incoming.envelope, request)
+            forbidden = self._forbidden(request, user_id)
+            reply = forbidden or self._answer(incoming.envelope, request)
         except Exception as exc:  # a bug must not take the daemon down
             log.exception("request failed")
             reply = error_reply("INTERNAL", f"{type(exc).__name__}: {exc}", request.command,
@@ -423,6 +470,12 @@ class Daemon:
                             request.request_id)
         if isinstance(request, InspectRequest):
             return self._inspect(envelope, request)
+        if isinstance(request, ResultRequest):
+            return self._result(request)
+        if isinstance(request, HistoryRequest):
+            return self._history(request)
+        if isinstance(request, ReloadRequest):
+            return self._reload(envelope, request)
         return error_reply("INTERNAL", f"no handler for {request.command!r}", request.command,
                            request.request_id)
 
@@ -459,6 +512,8 @@ class Daemon:
                 "was inspected; see `station status` and the station's log",
                 "inspect", req.request_id)
         self._jobs.put_nowait(job)
+        job.counted = True
+        self._pending += 1
         log.info("inspection queued", inspection_id=job.inspection_id, part_id=job.part_id)
         if req.wait:
             return None
@@ -486,6 +541,232 @@ class Daemon:
                 started_at=accepted_at,
             ))
 
+    # --- the line's side: CURVE roles, OPC UA, result, history, reload -----------------------
+
+    def _forbidden(self, request: Request, user_id: str | None) -> Reply | None:
+        """With CURVE: FORBIDDEN when the sender's roles may not send this command."""
+        if self._curve is None:
+            return None
+        why = curve.refusal(request.command, user_id)
+        if why is None:
+            return None
+        log.warning("command refused for the client's role", command=request.command,
+                    roles=user_id)
+        return error_reply("FORBIDDEN", why, request.command, request.request_id)
+
+    def _stop_curve(self) -> None:
+        if self._curve is not None:
+            self._curve.stop()
+            self._curve = None
+
+    def _start_opcua(self) -> None:
+        """Start the OPC UA server when configured; ``StationError`` when it cannot start."""
+        if not self.cfg.opcua.enabled:
+            return
+        from station.opcua.server import OpcUaServer
+
+        server = OpcUaServer(self.cfg, self.submit, self._pending_flags)
+        server.start()
+        self._opcua = server
+
+    def _stop_opcua(self) -> None:
+        if self._opcua is not None:
+            self._opcua.stop()
+            self._opcua = None
+
+    def _pending_flags(self) -> tuple[bool, bool]:
+        """(an accepted inspection has no verdict yet, triggers are accepted): for OPC UA."""
+        return self._pending > 0, not self._stop.is_set()
+
+    def submit(self, part_id: str | None) -> str:
+        """A trigger from another thread (OPC UA): accepted by the main loop, one part at a
+        time; returns the inspection id or raises ``TriggerRefused``."""
+        from station.opcua.server import TriggerRefused
+
+        fut: concurrent.futures.Future[str] = concurrent.futures.Future()
+        try:
+            self._submissions.put_nowait((part_id, fut))
+        except queue.Full:
+            raise TriggerRefused("BUSY", "too many triggers waiting for the station") from None
+        try:
+            return fut.result(timeout=SUBMIT_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            if fut.cancel():
+                raise TriggerRefused(
+                    "TIMEOUT", f"the station did not take the trigger within "
+                    f"{SUBMIT_TIMEOUT_S:g} s") from None
+            return fut.result()
+
+    def _drain_submissions(self) -> None:
+        from station.opcua.server import TriggerRefused
+
+        while True:
+            try:
+                part_id, fut = self._submissions.get_nowait()
+            except queue.Empty:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue  # the caller gave up waiting: not accepted
+            try:
+                fut.set_result(self._accept_exclusive(part_id))
+            except TriggerRefused as exc:
+                fut.set_exception(exc)
+            except Exception as exc:  # a bug: the trigger is refused, the daemon goes on
+                log.exception("OPC UA trigger failed")
+                fut.set_exception(TriggerRefused("INTERNAL", f"{type(exc).__name__}: {exc}"))
+
+    def _accept_exclusive(self, part_id: str | None) -> str:
+        """Accept a trigger only when no other inspection is pending (the PLC handshake)."""
+        from pydantic import ValidationError
+
+        from station.opcua.server import TriggerRefused
+
+        if self._stop.is_set():
+            raise TriggerRefused("SHUTTING_DOWN", "the station is stopping")
+        if self._pending > 0:
+            raise TriggerRefused("BUSY", f"{self._pending} inspection(s) pending")
+        try:
+            req = InspectRequest.model_validate(
+                {"command": "inspect", "part_id": part_id, "wait": False}, strict=True)
+        except ValidationError as exc:
+            raise TriggerRefused("BAD_PART_ID", str(exc.errors()[0]["msg"])) from exc
+        reply = self._inspect([], req)
+        if reply is None or not reply.ok or reply.result is None:
+            code = reply.error.code if reply is not None and reply.error else "INTERNAL"
+            message = reply.error.message if reply is not None and reply.error else ""
+            raise TriggerRefused(code, message)
+        return str(reply.result["inspection_id"])
+
+    def _result(self, req: ResultRequest) -> Reply:
+        """``result``: done (with the stored verdict header), queued or running; NOT_FOUND."""
+        iid = req.inspection_id
+        try:
+            header = self.store.header(iid)
+            accepted = header is None and self.store.is_accepted(iid)
+        except StationError as exc:
+            return error_reply("STORE_ERROR", str(exc), "result", req.request_id)
+        if header is not None:
+            return ok_reply("result", {"inspection_id": iid, "state": "done",
+                                       "verdict": header}, req.request_id)
+        if not accepted:
+            return error_reply(
+                "NOT_FOUND", f"no inspection {iid!r} was accepted by this station; ids come "
+                "from the reply to inspect", "result", req.request_id)
+        with self._jobs.mutex:
+            queued = any(j is not None and j.inspection_id == iid for j in self._jobs.queue)
+        return ok_reply("result", {"inspection_id": iid,
+                                   "state": "queued" if queued else "running"}, req.request_id)
+
+    def _history(self, req: HistoryRequest) -> Reply:
+        """``history``: the newest inspections (summaries), newest first."""
+        try:
+            rows = self.store.history(req.limit, req.verdict, req.part_id)
+        except StationError as exc:
+            return error_reply("STORE_ERROR", str(exc), "history", req.request_id)
+        return ok_reply("history", {"inspections": [
+            {"inspection_id": r.id, "part_id": r.part_id, "verdict": r.verdict,
+             "reasons": r.reasons, "started_at": r.started_at, "finished_at": r.finished_at,
+             "duration_ms": r.duration_ms, "defects": len(r.defects), "model_id": r.model_id,
+             "calibration_id": r.calibration_id}
+            for r in rows]}, req.request_id)
+
+    def _reload(self, envelope: list[bytes], req: ReloadRequest) -> Reply | None:
+        """``reload``: prepare the new set on a helper thread; the reply comes when done."""
+        if self.config_loader is None:
+            return error_reply(
+                "RELOAD_FAILED", "this daemon was not started from a config file it can read "
+                "again; restart it to change its set", "reload", req.request_id)
+        if self._stop.is_set():
+            return error_reply("SHUTTING_DOWN", "the station is stopping", "reload",
+                               req.request_id)
+        if self._reloading is not None:
+            return error_reply("BUSY", "a reload is already running; wait for its reply",
+                               "reload", req.request_id)
+        self._reloading = (envelope, req.request_id)
+        serials = {h.name: h.serial for h in self.rig.health()} if self.rig is not None else None
+        folders = self._curve.folders if self._curve is not None else None
+        with self._active_lock:
+            running, cal_id = self.cfg, self.calibration.calibration_id
+        loader = self.config_loader
+        sizes = dict(self._frame_sizes)
+
+        def prepare() -> None:
+            from station.reload import prepare as build
+
+            try:
+                result: Any = build(
+                    loader, running, cal_id, self.data_dir, serials, sizes,
+                    None if folders is None else (lambda: curve.load_role_keys(folders)))
+            except Exception as exc:  # every failure is a refused reload, never a crash
+                result = exc
+            self._reloads.put(result)
+
+        log.info("reload requested")
+        threading.Thread(target=prepare, name="reload", daemon=True).start()
+        return None
+
+    def _drain_reloads(self) -> None:
+        """Swap in a prepared set (between cycles) and answer the reload, or refuse it."""
+        from station.reload import Prepared
+
+        try:
+            result = self._reloads.get_nowait()
+        except queue.Empty:
+            return
+        pending, self._reloading = self._reloading, None
+        envelope, request_id = pending if pending is not None else ([], None)
+        if not isinstance(result, Prepared):
+            info = self.inspector.model_info
+            reason = (str(result) if isinstance(result, StationError)
+                      else f"{type(result).__name__}: {result}")
+            log.error("reload refused; the running set stays in force", reason=reason)
+            if envelope:
+                self._send(envelope, error_reply(
+                    "RELOAD_FAILED", f"{reason}; the running set stays in force (model "
+                    f"{info.get('model_id')}, calibration {self.calibration.calibration_id})",
+                    "reload", request_id))
+            return
+        with self._active_lock:
+            self.cfg = result.cfg
+            self.inspector = result.inspector
+            self.calibration = result.calibration
+            self.calibration_info = result.calibration_info
+            self._exposure_pending = result.exposure
+        if result.keys is not None and self._curve is not None:
+            self._curve.authenticator.set_keys(result.keys)
+        summary = result.summary()
+        log.info("reloaded", model=summary["model"]["model_id"],
+                 calibration=summary["calibration_id"], warm_up_ms=summary["warm_up_ms"],
+                 restart_needed=summary["restart_needed"])
+        self.event("reloaded", {"model_id": summary["model"]["model_id"],
+                                "calibration_id": summary["calibration_id"]})
+        if envelope:
+            self._send(envelope, ok_reply("reload", summary, request_id))
+        self.publish_status()
+
+    def _apply_exposure(self, exposure: dict[str, dict[str, float]]) -> None:
+        """On the cycle thread: a reloaded calibration's exposure and gain onto the cameras."""
+        if not exposure or self.rig is None:
+            return
+        for cam in self.rig.cameras:
+            for node, value in exposure.get(cam.name, {}).items():
+                try:
+                    cam.set_feature(node, value)
+                    log.info("calibrated feature applied", camera=cam.name, node=node,
+                             value=value)
+                except StationError as exc:
+                    log.warning("calibrated feature not applied", camera=cam.name, node=node,
+                                error=str(exc))
+
+    def _abandon_reload(self) -> None:
+        """At shutdown: a reload still preparing gets its one reply."""
+        if self._reloading is not None:
+            envelope, request_id = self._reloading
+            self._reloading = None
+            self._send(envelope, error_reply(
+                "SHUTTING_DOWN", "the station stopped before the reload was ready; nothing "
+                "changed", "reload", request_id))
+
     # --- the cycle worker -------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -496,10 +777,14 @@ class Daemon:
             job.started = time.monotonic()
             with self._in_flight_lock:
                 self._in_flight = job
+            with self._active_lock:  # the set in force now; a reload swaps it between cycles
+                cfg, inspector, calibration = self.cfg, self.inspector, self.calibration
+                exposure, self._exposure_pending = self._exposure_pending, {}
+            self._apply_exposure(exposure)
             try:
                 outcome = run_cycle(
-                    self.cfg, job.inspection_id, job.part_id, self.lights, self._acquirer(),
-                    self.inspector, self.calibration,
+                    cfg, job.inspection_id, job.part_id, self.lights, self._acquirer(),
+                    inspector, calibration,
                 )
             except Exception as exc:  # run_cycle should not raise; if it does: ERROR
                 log.exception("cycle crashed", inspection_id=job.inspection_id)
@@ -590,6 +875,14 @@ class Daemon:
                  duration_ms=header["duration_ms"])
         if job.envelope is not None:
             self._send(job.envelope, ok_reply("inspect", header, job.request_id))
+        for cam in header.get("cameras", []):
+            if cam.get("width") and cam.get("height"):
+                self._frame_sizes[cam["camera"]] = (int(cam["height"]), int(cam["width"]))
+        if job.counted:
+            job.counted = False
+            self._pending -= 1
+        if self._opcua is not None:
+            self._opcua.publish_verdict(header, self.store.counts(), self._pending > 0)
 
     # --- publishing -------------------------------------------------------------------------
 
@@ -642,6 +935,7 @@ class Daemon:
                                 "them off")
         problems.extend(self.calibration.refuse_reasons)
         problems.extend(self.calibration_info.get("warnings", []))
+        problems.extend(curve.exposure_warnings(self.cfg))
         if self._stuck_cycles:
             problems.append("a cycle exceeded cycle.cycle_timeout_s and has not returned")
         outbox = None
@@ -666,11 +960,22 @@ class Daemon:
     def publish_status(self, state: str | None = None) -> None:
         """Publish the status on topic ``status`` and as the systemd STATUS line."""
         st = self.status(state)
-        message = st.model_dump(by_alias=True, mode="json")
-        self._publish("status", message)
+        data = st.model_dump(by_alias=True, mode="json")
+        self._publish("status", data)
+        if self._opcua is not None:
+            self._opcua.publish_status(data)
         if self.plant is not None:
-            self.plant.offer_status(message)
+            self.plant.offer_status(data)
         self.notifier.status(f"{st.state}; " + ("; ".join(st.problems) or "no problems"))
+
+
+def _user_id(parts: list[zmq.Frame]) -> str | None:
+    """The ZAP user id (CURVE roles) a message arrived with; None without CURVE."""
+    try:
+        value = parts[-1].get("User-Id") if parts else None
+    except zmq.ZMQError:  # no such property: the connection was not authenticated
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 def _publisher(cfg: StationConfig, store: Store, data_dir: Path) -> Publisher:

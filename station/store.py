@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS inspections (
 );
 CREATE INDEX IF NOT EXISTS inspections_started ON inspections (started_at);
 CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections (verdict, started_at);
+CREATE INDEX IF NOT EXISTS inspections_part ON inspections (part_id, started_at);
 CREATE TABLE IF NOT EXISTS accepted (
     id TEXT PRIMARY KEY,
     part_id TEXT,
@@ -289,16 +290,48 @@ class Store:
                 raise StoreError(f"cannot read the accepted triggers: {exc}") from exc
         return [(str(r[0]), r[1], str(r[2])) for r in rows]
 
-    def history(self, limit: int = 20, verdict: str | None = None) -> list[StoredInspection]:
-        """The newest ``limit`` inspections, newest first, optionally of one verdict."""
+    def header(self, inspection_id: str) -> dict[str, Any] | None:
+        """The stored verdict header (wire format) of one inspection, or None."""
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT header FROM inspections WHERE id = ?", (inspection_id,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read inspection {inspection_id}: {exc}") from exc
+        if row is None:
+            return None
+        header: dict[str, Any] = json.loads(row[0])
+        return header
+
+    def is_accepted(self, inspection_id: str) -> bool:
+        """True while a trigger is accepted and its verdict not yet recorded."""
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT 1 FROM accepted WHERE id = ?", (inspection_id,)).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read inspection {inspection_id}: {exc}") from exc
+        return row is not None
+
+    def history(
+        self, limit: int = 20, verdict: str | None = None, part_id: str | None = None
+    ) -> list[StoredInspection]:
+        """The newest ``limit`` inspections, newest first, optionally of one verdict and/or
+        one part."""
         sql = (
             "SELECT id, part_id, started_at, finished_at, duration_ms, verdict, reasons, "
             "defects, model_id, model_trained, calibration_id, timings, maps FROM inspections"
         )
-        args: tuple[Any, ...] = ()
+        where, args_list = [], []
         if verdict:
-            sql += " WHERE verdict = ?"
-            args = (verdict,)
+            where.append("verdict = ?")
+            args_list.append(verdict)
+        if part_id is not None:
+            where.append("part_id = ?")
+            args_list.append(part_id)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        args: tuple[Any, ...] = tuple(args_list)
         sql += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
         args += (limit,)
         with self._lock:

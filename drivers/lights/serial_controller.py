@@ -35,6 +35,7 @@ import structlog
 
 from config.errors import LightError, LightPortError, LightProtocolError, LightRefused, LightTimeout
 from config.lights import LightsConfig
+from drivers.backoff import Backoff
 from drivers.lights import protocol as p
 from drivers.lights.base import EventSink, LightsHealth
 
@@ -72,7 +73,7 @@ class SerialLuminaires:
         self._serial: serial.Serial | None = None
         self._opened = False
         self._ever_connected = False
-        self._backoff = cfg.reopen_backoff_s
+        self._backoff = Backoff(cfg.reopen_backoff_s, cfg.reopen_backoff_max_s)
         self._next_reopen = 0.0
         self._intensity: dict[int, int] = {}  # what the controller is known to hold
         self._lit: set[int] = set()  # channels that are (or may be) on
@@ -331,7 +332,8 @@ class SerialLuminaires:
             raise LightPortError(
                 f"lights on {self.port}: port unavailable ({self.last_error}); next reopen "
                 f"attempt in {self._next_reopen - now:.2f} s "
-                f"(backoff {self._backoff:.2f} s, at most {self.cfg.reopen_backoff_max_s} s)"
+                f"(backoff {self._backoff.current_s:.2f} s, "
+                f"at most {self.cfg.reopen_backoff_max_s} s)"
             )
         try:
             self._serial = serial.Serial(
@@ -358,13 +360,12 @@ class SerialLuminaires:
             self.reopens += 1
             log.info("lights.port_reopened", port=self.port, reopens=self.reopens)
         self._ever_connected = True
-        self._backoff = self.cfg.reopen_backoff_s
+        self._backoff.reset()
         return True
 
     def _schedule_reopen(self, now: float) -> None:
         """After a failed (re)open: wait the backoff, then double it up to its maximum."""
-        self._next_reopen = now + self._backoff
-        self._backoff = min(self._backoff * 2, self.cfg.reopen_backoff_max_s)
+        self._next_reopen = now + self._backoff.next_wait()
 
     def _drop_port(self) -> None:
         """Close the port quietly (lock held)."""
@@ -401,7 +402,7 @@ class SerialLuminaires:
                 except LightPortError as exc:
                     self._note_error(str(exc))
                     self._drop_port()
-                    self._next_reopen = self._clock() + self._backoff
+                    self._next_reopen = self._clock() + self._backoff.current_s
                     log.error("lights.port_lost", port=self.port, error=str(exc))
                     raise
                 except (LightTimeout, LightProtocolError) as exc:

@@ -327,8 +327,8 @@ def calibrate(
         },
     )
     path = save_calibration(directory, record, maps, keep=cfg.calibration.keep)
-    console.say(f"\ncalibration {cal_id} written to {path}; `station run` loads it "
-                "(a running daemon on `reload` or restart)")
+    console.say(f"\ncalibration {cal_id} written to {path}; `station run` loads it at "
+                "start, and a running station takes it with `station reload`")
     if hints:
         console.say("the daemon opens cameras from the config: to keep the exposure found, set "
                     + "; ".join(hints))

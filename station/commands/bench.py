@@ -5,14 +5,15 @@ the CPU unless ``--size``), median and p99 over the repeats, device-synchronised
 of ``--encoder`` in each ``--mode``; the naive reference loop beside it (speed-up and output
 agreement); the worst-case post-processing (noise and speck maps). ``--e2e``: ``station run``
 with two replay cameras, driven through the command socket (parts/s, latency, lost, reordered).
-The harness is ``station/bench.py``; this module only adds the subcommand.
+The harness is ``station/bench.py`` (options and tables: ``station/bench_cli.py``); this
+module only adds the subcommand.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from station import bench as harness
+from station import bench_cli as harness
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     setup_logging(cfg.logging.level, cfg.logging.format)
-    daemon = build_daemon(cfg, data_dir(args, cfg))
+    # reload reads the same file with the same overrides again
+    daemon = build_daemon(cfg, data_dir(args, cfg), config_loader=lambda: config_from_args(args))
     daemon.install_signal_handlers()  # after the drivers: harvesters installs its own
     try:
         daemon.start()

@@ -8,6 +8,7 @@ import sys
 
 from station.commands._common import add_config_options, config_from_args
 from station.messaging.client import NoAnswer, request
+from station.messaging.curve import client_curve
 from station.words import status_lines
 
 
@@ -28,9 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the status."""
-    endpoint = args.endpoint or config_from_args(args).messaging.command
+    cfg = config_from_args(args)
+    endpoint = args.endpoint or cfg.messaging.command
+    keys = client_curve(cfg)  # None unless messaging.curve.enabled
     try:
-        reply = request(endpoint, {"command": "status"}, args.timeout)
+        reply = request(endpoint, {"command": "status"}, args.timeout, keys)
     except NoAnswer as exc:
         print(f"station status: {exc}", file=sys.stderr)
         return 3

@@ -9,6 +9,7 @@ from typing import Any
 
 from station.commands._common import add_config_options, config_from_args
 from station.messaging.client import NoAnswer, request
+from station.messaging.curve import client_curve
 
 EXIT_BY_VERDICT = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 EXIT_NO_ANSWER = 3
@@ -65,12 +66,14 @@ def format_verdict(h: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Trigger, wait, print, exit by verdict."""
-    endpoint = args.endpoint or config_from_args(args).messaging.command
+    cfg = config_from_args(args)
+    endpoint = args.endpoint or cfg.messaging.command
+    keys = client_curve(cfg)  # None unless messaging.curve.enabled
     payload: dict[str, Any] = {"command": "inspect", "wait": True}
     if args.part_id:
         payload["part_id"] = args.part_id
     try:  # a ping first: no station is reported in seconds, not after --timeout
-        request(endpoint, {"command": "ping"}, min(PING_TIMEOUT_S, args.timeout))
+        request(endpoint, {"command": "ping"}, min(PING_TIMEOUT_S, args.timeout), keys)
     except NoAnswer:
         print(f"station trigger: no answer from {endpoint}: no station answers there (no "
               f"reply to a ping within {min(PING_TIMEOUT_S, args.timeout):g} s); start one with "
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_NO_ANSWER
     try:
-        reply = request(endpoint, payload, args.timeout)
+        reply = request(endpoint, payload, args.timeout, keys)
     except NoAnswer as exc:
         print(f"station trigger: {exc}", file=sys.stderr)
         return EXIT_NO_ANSWER

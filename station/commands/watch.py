@@ -9,6 +9,7 @@ import sys
 from station.commands._common import add_config_options, config_from_args
 from station.commands.trigger import format_verdict
 from station.messaging.client import subscribe
+from station.messaging.curve import client_curve
 
 EXIT_NOTHING = 3
 
@@ -39,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"station watch: --timeout must be > 0 s, got {args.timeout:g}")
     if args.count is not None and args.count < 1:
         raise SystemExit(f"station watch: --count must be at least 1, got {args.count}")
-    endpoint = args.endpoint or config_from_args(args).messaging.publish
+    cfg = config_from_args(args)
+    endpoint = args.endpoint or cfg.messaging.publish
+    keys = client_curve(cfg)  # None unless messaging.curve.enabled
     # status is always received (it tells a quiet station from none), printed with --status
     verdicts = received = 0
     shown = ("verdict", "event", "status") if args.status else ("verdict", "event")
     for topic, header, parts in subscribe(endpoint, ("verdict", "event", "status"),
-                                          args.timeout, idle_topics=shown):
+                                          args.timeout, idle_topics=shown, curve=keys):
         received += 1
         if topic == "status" and not args.status:
             continue

@@ -10,16 +10,32 @@ from typing import Any
 import zmq
 
 from config.errors import NoAnswer as NoAnswer  # in the error tree; re-exported for callers
+from station.messaging.curve import ClientCurve, make_client
 
 
-def request(endpoint: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Send one JSON request on a REQ socket and return the decoded reply."""
+def request(
+    endpoint: str, payload: dict[str, Any], timeout_s: float, curve: ClientCurve | None = None
+) -> dict[str, Any]:
+    """Send one JSON request on a REQ socket and return the decoded reply.
+
+    ``curve``: the client's keys for a station with CURVE on (``curve.client_curve(cfg)``).
+    """
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        if curve is not None:
+            make_client(sock, curve)
         sock.connect(endpoint)
-        sock.send(json.dumps(payload).encode())
+        # A REQ socket blocks in send() while it has no peer (a CURVE station that refused
+        # the handshake leaves none): wait for one within the timeout instead.
+        if not sock.poll(int(timeout_s * 1000), zmq.POLLOUT):
+            raise NoAnswer(
+                f"no connection to {endpoint} within {timeout_s:g} s; is `station run` running "
+                "with this messaging.command endpoint (and, with CURVE, is this client's key "
+                "listed)?"
+            )
+        sock.send(json.dumps(payload).encode(), zmq.NOBLOCK)
         if not sock.poll(int(timeout_s * 1000), zmq.POLLIN):
             raise NoAnswer(
                 f"no answer from {endpoint} within {timeout_s:g} s; is `station run` running "
@@ -34,6 +50,7 @@ def request(endpoint: str, payload: dict[str, Any], timeout_s: float) -> dict[st
 def subscribe(
     endpoint: str, topics: tuple[str, ...] = ("verdict", "status", "event"),
     timeout_s: float | None = None, idle_topics: tuple[str, ...] | None = None,
+    curve: ClientCurve | None = None,
 ) -> Iterator[tuple[str, dict[str, Any], list[bytes]]]:
     """Yield (topic, header, extra parts) from the station's PUB socket.
 
@@ -46,6 +63,8 @@ def subscribe(
     sock.setsockopt(zmq.LINGER, 0)
     for topic in topics:
         sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+    if curve is not None:
+        make_client(sock, curve)
     sock.connect(endpoint)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:

@@ -32,6 +32,9 @@ ErrorCode = Literal[
     "BUSY",  # the inspection queue is full; try again after the next verdict
     "SHUTTING_DOWN",  # the daemon is stopping and takes no new triggers
     "STORE_ERROR",  # the trigger could not be recorded in the store, so it was not accepted
+    "NOT_FOUND",  # result: no inspection with that id was ever accepted
+    "FORBIDDEN",  # CURVE: the client's key has no role that may send this command
+    "RELOAD_FAILED",  # reload: a file is bad; the running set stays in force (message: why)
     "BACKLOG_FULL",  # mqtt.max_backlog verdicts wait for the plant's broker (docs/fleet.md)
     "INTERNAL",  # a bug: the reply carries the exception's text; the daemon keeps serving
 ]
@@ -88,10 +91,44 @@ class PingRequest(_Request):
     command: Literal["ping"]
 
 
+#: ``history``: at most this many inspections per reply [count]
+MAX_HISTORY = 1000
+
+
+class ResultRequest(_Request):
+    """The verdict of one inspection, by id (for PLCs that poll after ``wait: false``)."""
+
+    command: Literal["result"]
+    inspection_id: str = Field(
+        min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN,
+        description="The id ``inspect`` answered with",
+    )
+
+
+class HistoryRequest(_Request):
+    """The newest inspections in the store, newest first."""
+
+    command: Literal["history"]
+    limit: int = Field(20, ge=1, le=MAX_HISTORY, description="How many, at most [count]")
+    part_id: str | None = Field(
+        None, max_length=MAX_ID_CHARS, pattern=ID_PATTERN, description="Only this part's"
+    )
+    verdict: Literal["PASS", "FAIL", "ERROR"] | None = Field(None, description="Only these")
+
+
+class ReloadRequest(_Request):
+    """Read the config file and calibration again: model (warmed up), rules, regions,
+    pipeline, calibration; all or nothing. The reply comes when the new set is in force."""
+
+    command: Literal["reload"]
+
+
 Request = Annotated[
-    InspectRequest | StatusRequest | PingRequest, Field(discriminator="command")
+    InspectRequest | StatusRequest | PingRequest | ResultRequest | HistoryRequest
+    | ReloadRequest,
+    Field(discriminator="command"),
 ]
-COMMANDS = ("inspect", "status", "ping")
+COMMANDS = ("inspect", "status", "ping", "result", "history", "reload")
 
 
 # --- replies --------------------------------------------------------------------------------

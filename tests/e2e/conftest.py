@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from station.messaging.client import NoAnswer, request
+from station.messaging.curve import ClientCurve
 
 
 def free_port() -> int:
@@ -56,8 +57,10 @@ class RunningStation:
 def start_station(
     tmp_path: Path, config: str = "default", extra: list[str] | None = None,
     env: dict[str, str] | None = None, ready_timeout_s: float = 120.0,
+    curve: ClientCurve | None = None,
 ) -> RunningStation:
-    """Start ``station run`` on free ports with a temporary data dir; wait until it answers."""
+    """Start ``station run`` on free ports with a temporary data dir; wait until it answers
+    (``curve``: the keys to ping a station that has CURVE on)."""
     command = f"tcp://127.0.0.1:{free_port()}"
     publish = f"tcp://127.0.0.1:{free_port()}"
     data_dir = tmp_path / "data"
@@ -80,7 +83,7 @@ def start_station(
         if proc.poll() is not None:
             raise AssertionError(f"daemon exited with {proc.returncode}:\n{station.log()}")
         try:
-            request(command, {"command": "ping"}, timeout_s=0.5)
+            request(command, {"command": "ping"}, timeout_s=0.5, curve=curve)
             return station
         except NoAnswer:
             if time.monotonic() > deadline:
