@@ -400,6 +400,8 @@ class Daemon:
                 sock.close(linger=0)
         self._stop_curve()
         self._ctx.term()
+        if self.plant is not None:  # started only when start() got that far
+            self.plant.stop()
         self.store.close()
         self.notifier.close()
 
