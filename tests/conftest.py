@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.plant import USERS, Running
-from tests.servers import Certificates, Mosquitto, Postgres, make_certificates, need, pg_bin
+from tests.servers import (
+    Certificates,
+    Mosquitto,
+    Postgres,
+    make_certificates,
+    mosquitto_bin,
+    need,
+    pg_bin,
+)
 
 _db_numbers = itertools.count()
 
@@ -43,7 +51,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 def broker(tmp_path: Path, certificates: Certificates) -> Iterator[Mosquitto]:
     """A running Mosquitto of this test's own (users ``USERS``; plain, TLS and client-cert
     listeners), stopped after."""
-    need("mosquitto (Debian package mosquitto)", shutil.which("mosquitto") is not None)
+    need("mosquitto (Debian package mosquitto)", mosquitto_bin() is not None)
     need("paho-mqtt (extra mqtt)", _have_paho())
     m = Mosquitto(tmp_path / "broker", USERS, certificates)
     m.start()

@@ -115,6 +115,12 @@ def make_certificates(folder: Path, client_cn: str = "station") -> Certificates:
 # --- Mosquitto ------------------------------------------------------------------------------
 
 
+def mosquitto_bin() -> str | None:
+    """The broker program: on PATH, else Debian's /usr/sbin/mosquitto (not on a user's PATH)."""
+    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+    return found
+
+
 class Mosquitto:
     """A Mosquitto broker of our own: a password-protected plain listener (``port``), and with
     ``certs`` a TLS-only listener (``tls_port``, passwords) and a TLS listener that requires a
@@ -169,7 +175,8 @@ class Mosquitto:
         """Start it and wait until every listener accepts connections."""
         assert self.proc is None or self.proc.poll() is not None
         with (self.folder / "stdout.log").open("ab") as out:
-            self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=out,
+            self.proc = subprocess.Popen([mosquitto_bin() or "mosquitto", "-c", str(self.conf)],
+                                         stdout=out,
                                          stderr=subprocess.STDOUT)
         for port in (self.port, self.tls_port, self.cert_port):
             if port is not None:
