@@ -33,6 +33,9 @@ The tree::
     ├── CalibrationError                 stale, missing or foreign calibration
     ├── DatasetError                     unreadable dataset or annotation
     ├── StoreError                       inspection store (SQLite) problem
+    ├── PlantError                       the plant's side (docs/fleet.md)
+    │   ├── BrokerError                  the MQTT broker refused us or cannot be reached
+    │   └── DatabaseError                the plant's PostgreSQL refused us or cannot be reached
     └── NoAnswer                         the station did not answer a client in time
 """
 
@@ -133,6 +136,18 @@ class DatasetError(StationError):
 
 class StoreError(StationError):
     """The inspection store failed."""
+
+
+class PlantError(StationError):
+    """The plant's side failed: the MQTT broker or the plant's database."""
+
+
+class BrokerError(PlantError):
+    """The MQTT broker refused the connection or a message, or cannot be reached."""
+
+
+class DatabaseError(PlantError):
+    """The plant's PostgreSQL refused a statement or cannot be reached."""
 
 
 class NoAnswer(StationError):

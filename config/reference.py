@@ -31,7 +31,7 @@ def _default(info: Any) -> str:
 def _type(info: Any) -> str:
     text = str(info.annotation).replace("typing.", "").replace("config.", "")
     for prefix in ("cameras.", "lights.", "rules.", "pipeline.", "storage.", "messaging.",
-                   "calibration.", "schema.", "train.", "hmi.", "opcua."):
+                   "calibration.", "schema.", "train.", "hmi.", "opcua.", "mqtt."):
         text = text.replace(prefix, "")
     return text.replace("<class '", "").replace("'>", "").replace("|", "\\|")
 

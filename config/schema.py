@@ -13,6 +13,7 @@ from config.cameras import CameraConfig, ReplayConfig
 from config.hmi import HmiConfig
 from config.lights import LightsConfig
 from config.messaging import MessagingConfig
+from config.mqtt import TOPIC_LEVEL_FORBIDDEN, CollectConfig, MqttConfig
 from config.opcua import OpcUaConfig
 from config.pipeline import ModelConfig, PipelineConfig
 from config.rules import RulesConfig
@@ -118,6 +119,13 @@ class StationConfig(Section):
     hmi: HmiConfig = Field(
         default_factory=HmiConfig, description="Operator's web screen (`station hmi`) [-]"
     )
+    mqtt: MqttConfig = Field(
+        default_factory=MqttConfig, description="The plant's MQTT broker (docs/fleet.md) [-]"
+    )
+    collect: CollectConfig = Field(
+        default_factory=CollectConfig,
+        description="`station collect`: verdicts from the broker into PostgreSQL [-]",
+    )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -128,6 +136,16 @@ class StationConfig(Section):
         if dupes:
             raise ValueError(
                 f"camera names must be unique; {', '.join(dupes)} appears more than once"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _name_is_a_topic_level(self) -> StationConfig:
+        bad = sorted({c for c in self.name if c in TOPIC_LEVEL_FORBIDDEN or ord(c) < 32})
+        if self.mqtt.enabled and bad:
+            raise ValueError(
+                f"name {self.name!r} becomes a level of the MQTT topic tree (mqtt.topic_root) "
+                f"and may not contain {' '.join(repr(c) for c in bad)}; rename the station"
             )
         return self
 

@@ -162,7 +162,7 @@ class TrainItems(TorchDataset[tuple[torch.Tensor, torch.Tensor]]):
 
 
 def make_loader(
-    cfg: TrainConfig, items: TrainItems, sampler: ItemSampler, device: torch.device
+    cfg: TrainConfig, items: TrainItems, sampler: Sampler[Item], device: torch.device
 ) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
     """Batches of the run: workers and pinned memory on CUDA."""
     workers = cfg.workers

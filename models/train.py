@@ -54,6 +54,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]
 
 from config.errors import DatasetError, ModelError
 from config.train import TrainConfig
+from models import distributed
 from models.batches import ItemSampler, TrainItems, canvas_size, make_loader
 from models.build import SIZE_DIVISOR, ModelSpec, build_model
 from models.checkpoint import Normalisation, make_meta, save_checkpoint
@@ -318,17 +319,30 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
 
     ``scorer_factory(checkpoint, device) -> Scorer`` sees the best model at the end and gives
     the outputs the operating point is chosen on (default :class:`RuntimeScorer`).
+    Under ``torchrun`` every process calls it and gets rank 0's result
+    (:mod:`models.distributed`).
     """
-    t_start = time.monotonic()
-    seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    dist = distributed.setup(cfg.device, cfg.threads)
+    try:
+        result: TrainResult = distributed.share(_train(cfg, scorer_factory, dist), dist)
+        return result
+    finally:
+        distributed.cleanup(dist)
+
+
+def _train(cfg: TrainConfig, scorer_factory: Any, dist: distributed.Dist) -> TrainResult | None:
+    """One process's part of :func:`train`; the result on rank 0, None on the others."""
+    t_start = time.monotonic()
+    seed_everything(cfg.seed)
+    device = distributed.device_of(dist, pick_device(cfg.device))
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ds, split = prepare_data(cfg)
-    write_split_lists(ds, split, out / "split")
-    (out / "config.json").write_text(cfg.model_dump_json(indent=2))
+    if dist.is_main:
+        write_split_lists(ds, split, out / "split")
+        (out / "config.json").write_text(cfg.model_dump_json(indent=2))
     spec = make_spec(cfg, ds.classes)
     model, init = build_network(cfg, spec)
     if cfg.init_from:
@@ -356,8 +370,10 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
         val_idx = sorted(random.Random(cfg.seed).sample(val_idx, cfg.val_max_images))
     canvas = canvas_size(cfg, ds, split.train)
     sampler = ItemSampler(cfg, ds, split.train, cfg.seed)
-    loader = make_loader(cfg, TrainItems(cfg, ds, canvas), sampler, device)
-    steps_per_epoch = max(1, math.ceil(len(sampler) / cfg.batch_size))
+    mine = distributed.sampler_for(sampler, dist)  # this rank's share of every epoch
+    loader = make_loader(cfg, TrainItems(cfg, ds, canvas), mine, device)
+    net = distributed.wrap(model, dist, find_unused=spec.image_head and not cfg.image_weight)
+    steps_per_epoch = max(1, math.ceil(len(mine) / cfg.batch_size))
     total_steps = cfg.epochs * steps_per_epoch
     val_every = cfg.val_every_steps or steps_per_epoch
 
@@ -392,6 +408,7 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
         "image_weight": cfg.image_weight,
         "seed": cfg.seed,
         "device": str(device),
+        "processes": dist.world,
         "torch": torch.__version__,
     }
     log.info(
@@ -426,7 +443,7 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
             "val_precision": val.scores.precision, "val_recall": val.scores.recall,
             "val_auroc": val.auroc, "val_combined": val.combined, "monitor_smoothed": smoothed,
             "lr": optimiser.param_groups[0]["lr"],
-            "images_per_s": images_since / max(train_s, 1e-9),
+            "images_per_s": images_since * dist.world / max(train_s, 1e-9),
             "train_s": train_s, "val_s": val.seconds,
         }
         history.append(row)
@@ -456,7 +473,8 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
 
     model.train()
     for epoch in range(start_epoch, cfg.epochs + 1):
-        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not cfg.progress, file=sys.stderr,
+        bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (cfg.progress and dist.is_main),
+                   file=sys.stderr,
                    mininterval=5.0, leave=False)
         for x01, mask in bar:
             x01 = x01.to(device, non_blocking=True)
@@ -469,7 +487,7 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
                 g["lr"] = lr_at(cfg, step, total_steps, budget_share)
             optimiser.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                output = model(x)
+                output = net(x)
             loss = compute_loss(output, mask, spec, cfg.loss, cfg.any_weight, cfg.image_weight)
             if not torch.isfinite(loss):
                 raise ModelError(
@@ -484,22 +502,25 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
             n_seen += len(x)
             images_since += len(x)
             bar.set_postfix(loss=f"{running / max(1, n_seen):.4f}")
-            if step % val_every == 0:
+            if step % val_every == 0 and dist.is_main:  # rank 0 validates and decides
                 checkpoint_now(epoch)
                 if step - best_step >= cfg.patience_steps:
                     stopped = f"early stopping ({cfg.patience_steps} steps without improvement)"
                     done = True
-            if budget_s and elapsed() + reserve_s > budget_s:
+            if dist.is_main and budget_s and elapsed() + reserve_s > budget_s:
                 stopped = f"time budget {cfg.max_minutes} min"
                 done = True
+            done = distributed.agree(done, dist, device)
             if done:
                 break
         bar.close()
         if done:
             break
-    if n_seen or not history:  # steps since the last validation count too
+    if dist.is_main and (n_seen or not history):  # steps since the last validation count too
         checkpoint_now(epoch)
     del loader
+    if not dist.is_main:
+        return None
     result = finish(cfg, out, spec, ds, val_idx, device, provenance_base, history,
                     best_step, scorer_factory)
     result.best_score = float(best or 0.0)

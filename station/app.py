@@ -77,6 +77,10 @@ def build_daemon(
     from station.store import prepare_data_dir
 
     require_paths(cfg)
+    if cfg.mqtt.enabled:
+        from station.plant import require_mqtt
+
+        require_mqtt(cfg)
     prepare_data_dir(data_dir)
     log.info("data directory", path=str(data_dir))
     check_endpoints(cfg)

@@ -28,8 +28,11 @@ between cycles.
 Every request gets exactly one reply, whatever its bytes (``station.messaging.requests``), and
 every accepted inspection exactly one verdict: it is marked in the store before it is
 acknowledged, recorded with its verdict, and closed as ERROR "interrupted by a restart" at the
-next start if a crash took it. During shutdown the command socket keeps answering (``inspect``
-with ``SHUTTING_DOWN``) until the moment it closes.
+next start if a crash took it. With ``mqtt.enabled`` each recorded verdict is also queued in
+the store's outbox, in the same transaction, and ``station.plant.publisher`` sends it to the
+plant's broker from its own thread (docs/fleet.md); past ``mqtt.max_backlog`` undelivered
+verdicts, triggers are answered ``BACKLOG_FULL``. During shutdown the command socket keeps
+answering (``inspect`` with ``SHUTTING_DOWN``) until the moment it closes.
 """
 
 from __future__ import annotations
@@ -48,13 +51,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 import zmq
 
 from config import StationConfig
-from config.errors import StationError
+from config.errors import ConfigError, StationError
 from drivers.cameras.pairing import FramePairer, FrameSet
 from drivers.frame import Frame
 from drivers.lights.base import Luminaires
@@ -93,6 +96,9 @@ from station.messaging.wire import (
 )
 from station.stages import Job, Stages
 from station.store import Store
+
+if TYPE_CHECKING:
+    from station.plant.publisher import Publisher
 
 log = structlog.get_logger(__name__)
 
@@ -155,7 +161,10 @@ class Daemon:
         self.calibration = calibration or CalibrationState()
         self.calibration_info = calibration_info or {}
         self.notifier = notifier or Notifier()
-        self.store = Store(data_dir, cfg.storage.max_disk_mb)
+        self.store = Store(data_dir, cfg.storage.max_disk_mb, outbox=cfg.mqtt.enabled)
+        self.plant: Publisher | None = None  # the outbox's sender (mqtt.enabled)
+        if cfg.mqtt.enabled:
+            self.plant = _publisher(cfg, self.store, data_dir)
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=cfg.cycle.queue_depth)
         self._outcomes: queue.Queue[tuple[Job, Outcome]] = queue.Queue()
         self._events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=1000)
@@ -249,6 +258,8 @@ class Daemon:
         self.bind()
         self._close_interrupted()
         self._start_opcua()
+        if self.plant is not None:
+            self.plant.start()
         self._worker.start()
         self._start_line()
         info = self.inspector.model_info
@@ -369,6 +380,8 @@ class Daemon:
                 sock.close(linger=500)
         self._stop_curve()
         self._ctx.term()
+        if self.plant is not None:  # what it could not deliver stays in the outbox
+            self.plant.stop()
         self.store.close()
         self.notifier.close()
         log.info("stopped")
@@ -394,6 +407,8 @@ class Daemon:
                 sock.close(linger=0)
         self._stop_curve()
         self._ctx.term()
+        if self.plant is not None:  # started only when start() got that far
+            self.plant.stop()
         self.store.close()
         self.notifier.close()
 
@@ -486,6 +501,12 @@ class Daemon:
             return error_reply(
                 "SHUTTING_DOWN", "the station is stopping and takes no new triggers",
                 "inspect", req.request_id)
+        if self.plant is not None and self.store.backlog() >= self.cfg.mqtt.max_backlog:
+            return error_reply(
+                "BACKLOG_FULL",
+                f"{self.store.backlog()} verdicts wait for the plant's MQTT broker "
+                f"(mqtt.max_backlog = {self.cfg.mqtt.max_backlog}); no trigger is accepted "
+                "until it takes them; see `station status`", "inspect", req.request_id)
         if self._jobs.full():  # only this thread puts: not full now means the put succeeds
             return error_reply(
                 "BUSY",
@@ -1036,6 +1057,10 @@ class Daemon:
         problems.extend(curve.exposure_warnings(self.cfg))
         if self._stuck_cycles:
             problems.append("a cycle exceeded cycle.cycle_timeout_s and has not returned")
+        outbox = None
+        if self.plant is not None:
+            outbox = self.plant.health()
+            problems.extend(self.plant.problems(outbox))
         if state is None:
             state = "stopping" if self._stop.is_set() else ("degraded" if problems else "ready")
         return StatusMessage(
@@ -1049,6 +1074,7 @@ class Daemon:
             model=info, cameras=cams, lights=lights, data_dir=str(self.data_dir),
             calibration={"calibration_id": self.calibration.calibration_id,
                          **self.calibration_info},
+            outbox=outbox,
         )
 
     def publish_status(self, state: str | None = None) -> None:
@@ -1058,6 +1084,8 @@ class Daemon:
         self._publish("status", data)
         if self._opcua is not None:
             self._opcua.publish_status(data)
+        if self.plant is not None:
+            self.plant.offer_status(data)
         self.notifier.status(f"{st.state}; " + ("; ".join(st.problems) or "no problems"))
 
 
@@ -1068,6 +1096,18 @@ def _user_id(parts: list[zmq.Frame]) -> str | None:
     except zmq.ZMQError:  # no such property: the connection was not authenticated
         return None
     return value if isinstance(value, str) and value else None
+
+
+def _publisher(cfg: StationConfig, store: Store, data_dir: Path) -> Publisher:
+    """The outbox's sender; ``ConfigError`` when the optional extra ``mqtt`` is missing."""
+    try:
+        from station.plant.publisher import Publisher
+    except ImportError as exc:
+        raise ConfigError(
+            f"mqtt.enabled is true but the optional extra 'mqtt' is missing ({exc.name}): "
+            "pip install 'inspection-station[mqtt]', or set mqtt.enabled: false"
+        ) from None
+    return Publisher(cfg, store, data_dir)
 
 
 def _plain(obj: Any) -> dict[str, Any]:

@@ -64,6 +64,17 @@ def path_problems(cfg: StationConfig, *, cameras: bool = True) -> list[str]:
             )
         elif cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) is None:
             problems.append(f"{where}: {path} cannot be read as an image (PNG, BMP, TIFF)")
+    if cfg.mqtt.enabled:
+        named = [("mqtt.password_file", cfg.mqtt.password_file),
+                 *((f"mqtt.tls.{k}", getattr(cfg.mqtt.tls, k))
+                   for k in ("ca_file", "cert_file", "key_file"))]
+        for key, value in named:
+            if value is not None and not cfg.resolve(value).is_file():
+                problems.append(
+                    f"{key} = {value!r}: {cfg.resolve(value)} is not a file"
+                    f"{_relative_note(cfg, value)}; give the file or remove the key "
+                    "(docs/fleet.md)"
+                )
     return problems
 
 

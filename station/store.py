@@ -16,6 +16,13 @@ verdict. A trigger marked but never recorded was lost to a crash (kill -9, power
 the WAL reached the disk); ``unfinished`` lists them at the next start, and the daemon closes
 each as ERROR "interrupted by a restart".
 
+The outbox (docs/fleet.md): with ``outbox=True`` (``mqtt.enabled``) ``record`` also queues the
+verdict in the ``outbox`` table, in the same transaction. Its ``seq`` (AUTOINCREMENT: 1, 2,
+3 ... per store, never reused) is the order the station publishes in; the publisher reads the
+rows oldest first and deletes each only once the broker has acknowledged it
+(``outbox_delivered``), so a restart or a kill loses none and resends at most the few in
+flight.
+
 Permissions: the data directory and the directories under it are created 0750, the database
 and map files 0640, whatever the umask; an existing data directory that anyone may write to
 is refused (``prepare_data_dir``).
@@ -67,6 +74,11 @@ CREATE TABLE IF NOT EXISTS accepted (
     id TEXT PRIMARY KEY,
     part_id TEXT,
     accepted_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    inspection_id TEXT NOT NULL UNIQUE,
+    queued_at TEXT NOT NULL
 );
 """
 
@@ -148,11 +160,25 @@ class StoredInspection:
     maps: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Queued:
+    """One undelivered verdict of the outbox: its sequence number, header and map paths."""
+
+    seq: int
+    inspection_id: str
+    queued_at: str
+    header: dict[str, Any]
+    maps: dict[str, str]
+
+
 class Store:
     """The inspection store. Thread-safe: one connection guarded by a lock."""
 
-    def __init__(self, data_dir: Path, max_disk_mb: float = 2048.0) -> None:
+    def __init__(self, data_dir: Path, max_disk_mb: float = 2048.0, outbox: bool = False
+                 ) -> None:
         self.data_dir = data_dir
+        #: queue every recorded verdict for the plant's broker (``mqtt.enabled``)
+        self.outbox = outbox
         self.max_disk_bytes = int(max_disk_mb * 1024 * 1024)
         self.path = data_dir / DB_NAME
         self._lock = threading.Lock()
@@ -177,6 +203,8 @@ class Store:
             rows = self._db.execute(
                 "SELECT verdict, COUNT(*) FROM inspections GROUP BY verdict"
             ).fetchall()
+            #: undelivered verdicts: counted once here, then kept up to date
+            self._backlog = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"data directory {str(data_dir)!r}: cannot open the store {DB_NAME} ({exc}); "
@@ -218,13 +246,19 @@ class Store:
         )
         with self._lock:
             try:
-                with self._db:  # one transaction: the verdict in, the accepted mark out
+                with self._db:  # one transaction: the verdict in (and queued for the plant),
+                    # the accepted mark out
                     self._db.execute(
                         "INSERT INTO inspections VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row
                     )
                     self._db.execute("DELETE FROM accepted WHERE id = ?",
                                      (header["inspection_id"],))
+                    if self.outbox:
+                        self._db.execute(
+                            "INSERT INTO outbox (inspection_id, queued_at) VALUES (?, ?)",
+                            (header["inspection_id"], header["finished_at"]))
                 self._counts[header["verdict"]] += 1
+                self._backlog += int(self.outbox)
             except sqlite3.Error as exc:
                 raise StoreError(
                     f"cannot record inspection {header['inspection_id']}: {exc}"
@@ -311,6 +345,50 @@ class Store:
             )
             for r in rows
         ]
+
+    def outbox_after(self, seq: int, limit: int) -> list[Queued]:
+        """Up to ``limit`` undelivered verdicts with a sequence number above ``seq``, in order."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT o.seq, o.inspection_id, o.queued_at, i.header, i.maps FROM outbox o "
+                    "JOIN inspections i ON i.id = o.inspection_id WHERE o.seq > ? "
+                    "ORDER BY o.seq LIMIT ?", (seq, limit)).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the outbox: {exc}") from exc
+        return [Queued(int(r[0]), str(r[1]), str(r[2]), json.loads(r[3]), json.loads(r[4]))
+                for r in rows]
+
+    def outbox_delivered(self, seqs: list[int]) -> None:
+        """Remove verdicts the broker acknowledged from the outbox (one transaction)."""
+        if not seqs:
+            return
+        with self._lock:
+            try:
+                with self._db:
+                    cur = self._db.executemany("DELETE FROM outbox WHERE seq = ?",
+                                               [(s,) for s in seqs])
+                self._backlog = max(0, self._backlog - max(0, cur.rowcount))
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot mark {len(seqs)} verdict(s) delivered: {exc}") from exc
+
+    def outbox_backlog(self) -> tuple[int, str | None]:
+        """(undelivered verdicts, when the oldest of them was queued or None)."""
+        with self._lock:
+            if not self._backlog:
+                return 0, None
+            try:
+                row = self._db.execute(
+                    "SELECT queued_at FROM outbox ORDER BY seq LIMIT 1").fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot read the outbox: {exc}") from exc
+            return self._backlog, (None if row is None else str(row[0]))
+
+    def backlog(self) -> int:
+        """Undelivered verdicts (no query: kept up to date by ``record`` and
+        ``outbox_delivered``)."""
+        with self._lock:
+            return self._backlog
 
     def counts(self) -> dict[str, int]:
         """Number of inspections per verdict (no query: kept up to date by ``record``)."""

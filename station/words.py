@@ -33,5 +33,13 @@ def status_lines(st: dict[str, Any]) -> list[str]:
     c = st["counts"]
     lines.append(f"  counts  PASS {c['PASS']}  FAIL {c['FAIL']}  ERROR {c['ERROR']}   queue "
                  f"{st['queue']['waiting']}/{st['queue']['depth']}")
+    ob = st.get("outbox")
+    if ob:
+        age = ob.get("oldest_age_s")
+        lines.append(f"  plant   {ob['broker']}  "
+                     f"{'connected' if ob['connected'] else 'NOT CONNECTED'}  backlog "
+                     f"{ob['backlog']}/{ob['max_backlog']}"
+                     + (f" (oldest {age:.0f} s)" if age is not None else "")
+                     + f"  delivered {ob['delivered']}")
     lines.extend(f"  ! {p}" for p in st["problems"])
     return lines

@@ -11,9 +11,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "schema", help="print the JSON Schemas of every message",
         description="Print the JSON Schema of every message on the wire (request, reply, "
-        "verdict, status, event) as one JSON object keyed by message name.",
+        "verdict, status, event; and the MQTT messages mqtt-verdict and mqtt-state) as one JSON "
+        "object keyed by message name.",
     )
-    p.add_argument("--message", choices=["request", "reply", "verdict", "status", "event"],
+    p.add_argument("--message", choices=["request", "reply", "verdict", "status", "event",
+                                         "mqtt-verdict", "mqtt-state"],
                    help="print only this message's schema")
     p.set_defaults(func=run)
 

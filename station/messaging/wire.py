@@ -3,6 +3,8 @@
 Transport (ZeroMQ):
 - command socket (ROUTER, ``messaging.command``): a client (REQ or DEALER) sends one JSON
   request frame, gets one JSON reply frame. Every request gets a reply, malformed ones too.
+- the plant's MQTT broker (``mqtt``, docs/fleet.md): ``PlantVerdict``, ``StatusMessage``
+  (retained) and ``PlantState`` (birth and last will) as JSON, one message each.
 - publish socket (PUB, ``messaging.publish``): multipart messages whose first frame is the
   topic (``verdict``, ``status``, ``event``), the second a JSON header, and, for ``verdict``,
   one PNG defect map per camera listed in ``header.maps`` (8-bit, class index per pixel,
@@ -33,6 +35,7 @@ ErrorCode = Literal[
     "NOT_FOUND",  # result: no inspection with that id was ever accepted
     "FORBIDDEN",  # CURVE: the client's key has no role that may send this command
     "RELOAD_FAILED",  # reload: a file is bad; the running set stays in force (message: why)
+    "BACKLOG_FULL",  # mqtt.max_backlog verdicts wait for the plant's broker (docs/fleet.md)
     "HARDWARE_TRIGGER",  # inspect: the line triggers the cameras (cycle.trigger: hardware)
     "INTERNAL",  # a bug: the reply carries the exception's text; the daemon keeps serving
 ]
@@ -243,6 +246,41 @@ class StatusMessage(_Message):
     data_dir: str | None = Field(
         None, description="Where the store, defect maps and calibration are kept"
     )
+    outbox: dict[str, Any] | None = Field(
+        None,
+        description="The plant's MQTT broker (with mqtt.enabled): connected, backlog (verdicts "
+        "not yet acknowledged), oldest_age_s, last_error ... (docs/fleet.md)",
+    )
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- the plant's MQTT broker (docs/fleet.md) ------------------------------------------------
+
+
+class PlantVerdict(VerdictHeader):
+    """MQTT ``<topic_root>/verdict`` (QoS 1): the verdict header, plus the outbox's sequence
+    number and the defects counted per class; the defect maps only with mqtt.include_maps."""
+
+    seq: int = Field(
+        description="The station's outbox sequence number: 1, 2, 3 ... in the order the "
+        "station publishes; a consumer drops duplicates by inspection_id"
+    )
+    defect_counts: dict[str, int] = Field(description="Defects per class, all cameras")
+    maps_png: dict[str, str] | None = Field(
+        None, description="Camera -> defect map PNG, base64 (mqtt.include_maps)"
+    )
+
+
+class PlantState(_Message):
+    """MQTT ``<topic_root>/state`` (retained): ``online`` when the station connects (birth),
+    ``offline`` when it stops, or from the broker as its last will when the connection dies."""
+
+    schema_: int = Field(WIRE_SCHEMA_VERSION, alias="schema")
+    topic: Literal["state"] = "state"
+    station: str
+    state: Literal["online", "offline"]
+    reason: str = Field(description="connected, stopped, or connection lost (the last will)")
+    time: str = Field(description="ISO 8601, UTC; when the station sent it")
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -256,5 +294,7 @@ def json_schemas() -> dict[str, Any]:
         "verdict": VerdictHeader.model_json_schema(by_alias=True),
         "status": StatusMessage.model_json_schema(by_alias=True),
         "event": EventMessage.model_json_schema(by_alias=True),
+        "mqtt-verdict": PlantVerdict.model_json_schema(by_alias=True),
+        "mqtt-state": PlantState.model_json_schema(by_alias=True),
         "wire_schema_version": WIRE_SCHEMA_VERSION,
     }

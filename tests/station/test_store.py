@@ -160,3 +160,36 @@ def test_accepted_triggers_until_recorded(tmp_path: Path) -> None:
     store.record(header(2, "ERROR"), {})
     assert store.unfinished() == []
     store.close()
+
+
+def test_the_outbox_queues_each_verdict_with_its_record_and_forgets_delivered_ones(
+        tmp_path: Path) -> None:
+    """With outbox=True every recorded verdict is queued in the same transaction, read back in
+    order with its header, counted, and removed once delivered; the count survives a reopen and
+    a sequence number is never used twice, even after the rows are gone. Without it nothing is
+    queued."""
+    store = Store(tmp_path, outbox=True)
+    for i in range(1, 6):
+        store.record(header(i), {"cam0": f"maps/{i}.png"} if i == 2 else {})
+    assert store.backlog() == 5
+    queued = store.outbox_after(0, 3)
+    assert [q.seq for q in queued] == [1, 2, 3]
+    assert queued[1].inspection_id == "id002" and queued[1].maps == {"cam0": "maps/2.png"}
+    assert queued[0].header["part_id"] == "P1" and queued[0].queued_at.endswith("00:01.500+00:00")
+    assert [q.seq for q in store.outbox_after(3, 10)] == [4, 5]
+    store.outbox_delivered([1, 2, 5])
+    count, oldest = store.outbox_backlog()
+    assert count == 2 and oldest == "2026-11-22T10:00:03.500+00:00"
+    store.close()
+    store = Store(tmp_path, outbox=True)
+    assert store.backlog() == 2
+    store.outbox_delivered([3, 4])
+    store.record(header(6), {})
+    assert [q.seq for q in store.outbox_after(0, 10)] == [6]  # 1..5 never come back
+    assert store.outbox_backlog() == (1, "2026-11-22T10:00:06.500+00:00")
+    store.close()
+    plain = Store(tmp_path / "plain")
+    plain.record(header(1), {})
+    assert plain.backlog() == 0 and plain.outbox_after(0, 10) == []
+    assert plain.outbox_backlog() == (0, None)
+    plain.close()

@@ -25,3 +25,13 @@ def test_station_schema_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(data) >= {"request", "reply", "verdict", "status", "event"}
     assert main(["schema", "--message", "verdict"]) == 0
     assert json.loads(capsys.readouterr().out)["title"] == "VerdictHeader"
+
+
+def test_the_mqtt_messages_have_schemas_too() -> None:
+    """`station schema --message mqtt-verdict` is the verdict header plus seq, defect_counts
+    and maps_png; mqtt-state has online/offline."""
+    schemas = json_schemas()
+    verdict = schemas["mqtt-verdict"]["properties"]
+    assert {"seq", "defect_counts", "maps_png", "inspection_id", "verdict"} <= set(verdict)
+    assert schemas["mqtt-state"]["properties"]["state"]["enum"] == ["online", "offline"]
+    assert main(["schema", "--message", "mqtt-verdict"]) == 0

@@ -31,3 +31,19 @@ def test_status_lines_name_every_part_and_problem() -> None:
     ]
     st["calibration"] = {"calibration_id": None, "age_days": None}
     assert "  calib   none" in status_lines(st)
+
+
+def test_the_plant_s_broker_gets_a_line_when_publishing() -> None:
+    """With mqtt on, status has an outbox: one line with the broker, whether connected, the
+    backlog against its bound, the oldest's age and what was delivered."""
+    st = {
+        "station": "b", "state": "degraded", "pid": 1, "uptime_s": 1.0,
+        "model": {"model_id": "m", "trained": True, "device": "cpu"}, "cameras": [],
+        "lights": {"backend": "none", "connected": False},
+        "calibration": {"calibration_id": None}, "counts": {"PASS": 0, "FAIL": 0, "ERROR": 0},
+        "queue": {"waiting": 0, "depth": 2}, "problems": [],
+        "outbox": {"broker": "mqtts://plant:8883", "connected": False, "backlog": 37,
+                   "max_backlog": 100000, "oldest_age_s": 41.4, "delivered": 12},
+    }
+    assert ("  plant   mqtts://plant:8883  NOT CONNECTED  backlog 37/100000 (oldest 41 s)  "
+            "delivered 12") in status_lines(st)
