@@ -3,10 +3,13 @@
 ::
 
     job queue (cycle.queue_depth) ─▶ acquisition thread: acquire(job)
-        ─▶ hand-over queue (cycle.pipeline_depth; full: acquisition waits)
-        ─▶ inference thread: infer(job, staged) ─▶ deliver(job, outcome)
+        ─▶ hand-over queue (cycle.pipeline_depth) ─▶ inference thread: infer(job, staged)
+        ─▶ deliver(job, outcome)
 
-Part N+1 is acquired (lights, cameras) while part N is inferred. Each thread takes its jobs
+Part N+1 is acquired (lights, cameras) while part N is inferred. The acquisition thread takes
+the next job only when the hand-over queue has room for its part (at most ``depth`` acquired
+parts wait, and none is acquired just to wait for room: a part's frames are as fresh as the
+pipeline allows, and nothing is acquired behind a stuck inference). Each thread takes its jobs
 in the order they were queued and passes them on in that order, so outcomes are delivered in
 trigger order; a fault in either stage is that job's outcome (an ERROR the stage functions
 make, or :attr:`Stages.crashed` for an exception that escaped them), never another job's.
@@ -82,8 +85,9 @@ class Stages(Generic[Staged]):
         self._deliver = deliver
         self.crashed = crashed
         self.depth = depth
+        self._room = threading.Semaphore(depth)  # free places in the hand-over queue
         self._handover: queue.Queue[tuple[Job, Staged | None, Outcome | None] | None] = (
-            queue.Queue(maxsize=depth))
+            queue.Queue())
         self._lock = threading.Lock()
         self._working: list[Job] = []
         self._threads = [
@@ -131,11 +135,13 @@ class Stages(Generic[Staged]):
 
     def _acquisition(self) -> None:
         while True:
+            self._room.acquire()  # a place for this part between the stages
             job = self._jobs.get()
             if job is None:
                 self._handover.put(None)
                 return
             if job.abandoned:  # answered already (stuck, shutdown): never acquired
+                self._room.release()
                 continue
             with self._lock:
                 job.started = time.monotonic()
@@ -149,7 +155,7 @@ class Stages(Generic[Staged]):
                 early = self._crash(job, "acquisition", exc)
             with self._lock:
                 job.handed_at = time.monotonic()
-            self._handover.put((job, staged, early))  # waits while `depth` parts wait
+            self._handover.put((job, staged, early))
 
     def _inference(self) -> None:
         while True:
@@ -157,6 +163,7 @@ class Stages(Generic[Staged]):
             if item is None:
                 return
             job, staged, outcome = item
+            self._room.release()  # the next part may be acquired while this one is inferred
             with self._lock:
                 if job.handed_at is not None:
                     job.waited += time.monotonic() - job.handed_at

@@ -594,8 +594,8 @@ def test_verdicts_keep_trigger_order_whatever_the_stage_times(tmp_path: Path) ->
 
 def test_a_fault_acquiring_part_n_plus_1_while_n_is_inferred(tmp_path: Path) -> None:
     """cam0 delivers incomplete frames (twice: no retry helps) for part 2 while part 1 is
-    held in inference: part 1 is judged, part 2 is ERROR naming the camera, part 3 is
-    judged; published in trigger order."""
+    held in inference: part 1 is judged, part 2 is ERROR naming the camera (published after
+    part 1, never inferred), part 3 is judged; in trigger order."""
     h, rig, inspector = stepped(tmp_path, "cycle.queue_depth=4")
     hold = inspector.hold(1)
     h.start()
@@ -605,7 +605,9 @@ def test_a_fault_acquiring_part_n_plus_1_while_n_is_inferred(tmp_path: Path) -> 
         h.camera("cam0").inject_fault("incomplete", count=2)
         second = trigger(h, "F2")
         third = trigger(h, "F3")
-        h.wait_for(lambda: rig.calls == 3, 30, "parts 2 and 3 acquired")
+        h.wait_for(lambda: rig.calls == 2, 30, "part 2 acquired")
+        h.wait_for(lambda: request(h.command, {"command": "status"}, 5)["result"]["queue"][
+            "between_stages"] == 1, 30, "part 2's ERROR waiting between the stages")
         assert not h.verdicts  # part 2's ERROR waits for part 1's verdict
         hold.set()
         h.wait_for(lambda: {first, second, third} <= set(h.verdicts), 60, "three verdicts")

@@ -107,17 +107,22 @@ def put(jobs: queue.Queue[Job | None], *names: str) -> list[Job]:
 
 
 def test_part_n_plus_1_is_acquired_while_part_n_is_inferred(booth: Any) -> None:
-    """With part 1's inference held, part 2 is acquired (and part 3 too, waiting on the full
-    hand-over queue); everything is delivered in order once inference goes on."""
+    """With part 1's inference held, part 2 is acquired and waits between the stages; part 3
+    is not acquired while there is no room for it (depth 1); everything is delivered in
+    order once inference goes on, part 3 acquired while part 2 is inferred."""
     b, jobs, stages = booth
     hold = b.gate("infer", "p1")
+    hold_2 = b.gate("infer", "p2")
     put(jobs, "p1", "p2", "p3", "p4")
-    b.wait_for(lambda: b.seen("infer:in", "p1") and b.seen("acquire:out", "p3"))
+    b.wait_for(lambda: b.seen("infer:in", "p1") and b.seen("acquire:out", "p2"))
     assert not b.seen("infer:out", "p1")
-    assert [j.inspection_id for j in stages.working()] == ["p1", "p2", "p3"]
-    assert stages.between() == 1  # p2 waits; p3 is acquired and waits for room
-    assert not b.seen("acquire:in", "p4")  # depth 1: acquisition holds back
+    assert [j.inspection_id for j in stages.working()] == ["p1", "p2"]
+    assert stages.between() == 1
     hold.set()
+    b.wait_for(lambda: b.seen("infer:in", "p2") and b.seen("acquire:out", "p3"))
+    assert not b.seen("infer:out", "p2")
+    assert not b.seen("acquire:in", "p4")  # p3 waits; no room for p4 yet
+    hold_2.set()
     b.wait_for(lambda: len(b.delivered) == 4)
     assert [d[0] for d in b.delivered] == ["p1", "p2", "p3", "p4"]
     assert stages.working() == []
@@ -171,9 +176,9 @@ def test_answered_jobs_are_never_acquired_and_not_inferred(booth: Any) -> None:
     b, jobs, _ = booth
     hold = b.gate("infer", "p1")
     p1, p2, _, p4 = put(jobs, "p1", "p2", "p3", "p4")
-    b.wait_for(lambda: b.seen("acquire:out", "p3") and b.seen("infer:in", "p1"))
+    b.wait_for(lambda: b.seen("acquire:out", "p2") and b.seen("infer:in", "p1"))
     p2.abandoned = True  # waits between the stages
-    p4.abandoned = True  # still queued: acquisition holds back at depth 1
+    p4.abandoned = True  # still queued: no room for it at depth 1
     hold.set()
     b.wait_for(lambda: len(b.delivered) == 3)
     assert [(d[0], d[1]) for d in b.delivered] == [("p1", "PASS"), ("p2", "ERROR"),
