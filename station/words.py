@@ -31,8 +31,11 @@ def status_lines(st: dict[str, Any]) -> list[str]:
     if st.get("data_dir"):
         lines.append(f"  data    {st['data_dir']}")
     c = st["counts"]
+    q = st["queue"]
+    busy = (f", {q['in_flight']} in the stages ({q.get('between_stages', 0)} between them)"
+            if "in_flight" in q else "")
     lines.append(f"  counts  PASS {c['PASS']}  FAIL {c['FAIL']}  ERROR {c['ERROR']}   queue "
-                 f"{st['queue']['waiting']}/{st['queue']['depth']}")
+                 f"{q['waiting']}/{q['depth']}{busy}")
     ob = st.get("outbox")
     if ob:
         age = ob.get("oldest_age_s")

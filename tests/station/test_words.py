@@ -47,3 +47,17 @@ def test_the_plant_s_broker_gets_a_line_when_publishing() -> None:
     }
     assert ("  plant   mqtts://plant:8883  NOT CONNECTED  backlog 37/100000 (oldest 41 s)  "
             "delivered 12") in status_lines(st)
+
+
+def test_parts_in_the_two_stages_are_counted() -> None:
+    """With overlap, the queue line also says how many parts are in the stages."""
+    st = {
+        "station": "s", "state": "busy", "pid": 1, "uptime_s": 1.0,
+        "model": {"model_id": "m", "trained": True, "device": "cpu"},
+        "cameras": [], "lights": {"backend": "none"}, "calibration": {},
+        "counts": {"PASS": 0, "FAIL": 0, "ERROR": 0},
+        "queue": {"waiting": 1, "depth": 2, "in_flight": 2, "between_stages": 1},
+        "problems": [],
+    }
+    assert any(line.endswith("queue 1/2, 2 in the stages (1 between them)")
+               for line in status_lines(st))
