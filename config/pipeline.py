@@ -18,13 +18,21 @@ class PipelineConfig(Section):
     mode: Literal["tiled", "whole"] = Field(
         "tiled", description="Tiles with overlap, or the whole frame in one pass [-]"
     )
+    flips: Literal["model", "on", "off"] = Field(
+        "model",
+        description="Test-time flips: average the network over horizontal and vertical flips "
+        "(three passes per frame). 'model': as the model's operating point was chosen (its "
+        "thresholds assume it); 'on' / 'off' force it [-]",
+    )
     tile_size: int = Field(
         384, ge=32, le=4096, multiple_of=32,
         description="Tile edge length, a multiple of 32 (the network's stride) [px]",
     )
     overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Tile overlap share [0..1)")
     batch_size: int = Field(
-        8, ge=1, le=256, description="Tiles per forward pass on the CPU [count]"
+        8, ge=1, le=256,
+        description="Tiles per forward pass on the CPU; in tiled mode a frame of at most this "
+        "many tiles' pixels runs whole, in one pass (no padding to a tile) [count]",
     )
     cuda_batch_size: int = Field(
         0, ge=0, le=4096,

@@ -274,6 +274,12 @@ class TrainConfig(_Strict):
         "head, either of them, or auto = whichever flags most defective validation images "
         "within max_false_reject [-]",
     )
+    op_flips: bool = Field(
+        default=False,
+        description="Choose the operating point on outputs averaged over horizontal and "
+        "vertical flips (three passes per image); the station then flips too "
+        "(pipeline.flips: model) [-]",
+    )
     val_max_images: int | None = Field(
         default=None,
         ge=1,

@@ -73,6 +73,21 @@ def map_classes(ds: Dataset, model_classes: Sequence[str]) -> list[int]:
     return out
 
 
+def image_label(
+    gt: npt.NDArray[np.uint8], sample_label: str, ds_classes: Sequence[str],
+    mapping: npt.NDArray[np.uint8], n_classes: int,
+) -> int:
+    """The image's true class index (0 = defect-free): the commonest defect class of its
+    mask; an image whose mask is empty but whose sample names a defect class (a
+    ``folder-classes`` image in a defect folder with an empty mask) is that class, as the
+    operating point's choice counts it too."""
+    if gt.any():
+        return int(np.bincount(gt.ravel(), minlength=n_classes + 1)[1:].argmax()) + 1
+    if sample_label and sample_label in ds_classes:
+        return int(mapping[list(ds_classes).index(sample_label) + 1]) or 1
+    return 0
+
+
 def evaluate(
     scorer: Scorer,
     classes: Sequence[str],
@@ -95,9 +110,7 @@ def evaluate(
         pred = class_map(probs, ths)
         record = ImageRecord(scorer.largest_regions(probs, thresholds), head,
                              ds.samples[i].label)
-        label = int(gt.max()) if gt.any() else 0
-        if label:
-            label = int(np.bincount(gt.ravel(), minlength=len(classes) + 1)[1:].argmax()) + 1
+        label = image_label(gt, ds.samples[i].label, ds.classes, mapping, len(classes))
         image_pred = 0
         if flagged(op, record):
             counts = np.bincount(pred.ravel(), minlength=len(classes) + 1)[1:]

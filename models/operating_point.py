@@ -53,6 +53,11 @@ class OperatingPoint(BaseModel):
     false_reject_target: float = Field(
         0.02, ge=0, le=1, description="Largest validation false-reject rate allowed [-]"
     )
+    flips: bool = Field(
+        False,
+        description="Whether the network's outputs were averaged over horizontal and vertical "
+        "flips (three passes) when the point was chosen; the station then does the same [-]",
+    )
     chosen_on: str = Field("", description="The split it was chosen on, in words [-]")
     figures: dict[str, float] = Field(
         default_factory=dict,
@@ -91,6 +96,8 @@ class OperatingPoint(BaseModel):
         """``op-`` + 8 hex digits of the decision-relevant fields (stable across writes)."""
         doc = self.model_dump(include={"rule", "pixel_thresholds", "min_area_px",
                                        "head_threshold"})
+        if self.flips:  # (points without flips keep the ids they always had)
+            doc["flips"] = True
         digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
         return f"op-{digest[:8]}"
 
@@ -105,6 +112,8 @@ class OperatingPoint(BaseModel):
             parts.append(f"regions: {classes}")
         if self.uses_head:
             parts.append(f"image head: score >= {self.head_threshold:.3f}")
+        if self.flips:
+            parts.append("outputs averaged over flips")
         if self.chosen_on:
             parts.append(f"chosen on {self.chosen_on} for <= {self.false_reject_target:.1%} "
                          "false rejects")
@@ -176,6 +185,7 @@ def choose(
     rule: str = "auto",
     smallest_area: int = 1,
     chosen_on: str = "",
+    flips: bool = False,
 ) -> OperatingPoint:
     """The operating point with the most defective validation images flagged at a false-reject
     rate <= ``target`` (fewest false rejects among equals; when nothing meets the target, the
@@ -258,6 +268,7 @@ def choose(
         min_area_px=dict(best.areas),
         head_threshold=best.head,
         false_reject_target=target,
+        flips=flips,
         chosen_on=chosen_on,
         figures={
             "defect_recall": best.recall,

@@ -9,6 +9,7 @@ blending, thresholds), so a model is qualified by the code that runs it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import cv2
@@ -16,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from config.train import TrainConfig
 from models.checkpoint import Checkpoint
 from models.data import Dataset
 from models.metrics import Scores
@@ -30,7 +30,13 @@ PIXEL_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1,
 
 
 class Scorer(Protocol):
-    """How the operating point sees a model's outputs on one image."""
+    """How the operating point sees a model's outputs on one image.
+
+    ``flips``: whether the outputs are averaged over horizontal and vertical flips (the
+    operating point chosen on them records it, and the station then flips as well).
+    """
+
+    flips: bool
 
     def probabilities(self, image: U8) -> tuple[F32, float | None]:
         """Per-defect-class probabilities ``(K, H, W)`` and the image head's part score."""
@@ -61,8 +67,9 @@ def largest_regions(
 class RuntimeScorer:
     """Whole images through :func:`models.runtime.predict_image`."""
 
-    def __init__(self, ckpt: Checkpoint, device: torch.device | str = "cpu") -> None:
-        self.ckpt, self.device = ckpt, device
+    def __init__(self, ckpt: Checkpoint, device: torch.device | str = "cpu",
+                 flips: bool = False) -> None:
+        self.ckpt, self.device, self.flips = ckpt, device, flips
         self.classes = ckpt.meta.spec.defect_classes
         ckpt.model.to(device).eval()
 
@@ -71,7 +78,7 @@ class RuntimeScorer:
         meta = self.ckpt.meta
         probs, logits = predict_image(self.ckpt.model, meta.spec.head, meta.normalisation.mean,
                                       meta.normalisation.std, meta.spec.in_channels, image,
-                                      self.device)
+                                      self.device, flips=self.flips)
         return probs, None if logits is None else float(logits.max())
 
     def largest_regions(self, probs: F32, thresholds: dict[str, float]) -> dict[str, int]:
@@ -79,9 +86,30 @@ class RuntimeScorer:
         return largest_regions(probs, self.classes, thresholds)
 
 
+class ChoiceSettings(Protocol):
+    """What the choice needs to know (a :class:`config.train.TrainConfig` has it, or a
+    :class:`Choice`)."""
+
+    @property
+    def max_false_reject(self) -> float: ...
+    @property
+    def op_rule(self) -> str: ...
+    @property
+    def min_area_px(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Choice:
+    """:class:`ChoiceSettings` outside a training run (``station model operating-point``)."""
+
+    max_false_reject: float = 0.02
+    op_rule: str = "auto"
+    min_area_px: int = 1
+
+
 def choose_operating_point(
-    scorer: Scorer, ds: Dataset, indices: Sequence[int], classes: list[str], cfg: TrainConfig,
-    chosen_on: str,
+    scorer: Scorer, ds: Dataset, indices: Sequence[int], classes: list[str],
+    cfg: ChoiceSettings, chosen_on: str,
 ) -> tuple[OperatingPoint, dict[str, float]]:
     """Pixel thresholds (best binary pixel F1 on validation) and the part-level operating
     point (:func:`models.operating_point.choose`) from the scorer's outputs."""
@@ -110,5 +138,6 @@ def choose_operating_point(
         for p, head, label in maps
     ]
     op = choose(records, classes, thresholds, target=cfg.max_false_reject, rule=cfg.op_rule,
-                smallest_area=cfg.min_area_px, chosen_on=chosen_on)
+                smallest_area=cfg.min_area_px, chosen_on=chosen_on,
+                flips=bool(getattr(scorer, "flips", False)))
     return op, {"pixel_threshold": best_t, "pixel_f1_at_threshold": best_f1}

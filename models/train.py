@@ -317,8 +317,8 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
 def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
     """Run one training as configured; see the module docstring for what it writes.
 
-    ``scorer_factory(checkpoint, device) -> Scorer`` sees the best model at the end and gives
-    the outputs the operating point is chosen on (default :class:`RuntimeScorer`).
+    ``scorer_factory(checkpoint, device, flips=...) -> Scorer`` sees the best model at the end
+    and gives the outputs the operating point is chosen on (default :class:`RuntimeScorer`).
     Under ``torchrun`` every process calls it and gets rank 0's result
     (:mod:`models.distributed`).
     """
@@ -549,7 +549,7 @@ def finish(
 
     best_path = out / "best.pt"
     ckpt = load_checkpoint(best_path, device)
-    scorer: Scorer = (scorer_factory or RuntimeScorer)(ckpt, device)
+    scorer: Scorer = (scorer_factory or RuntimeScorer)(ckpt, device, flips=cfg.op_flips)
     n_def = sum(1 for i in val_idx if ds.samples[i].label)
     where = (f"validation split of {Path(cfg.data.path).name or cfg.data.path} "
              f"({len(val_idx)} images, {n_def} defective; "

@@ -95,6 +95,10 @@ class Inspector:
         self.thresholds = merged
         self._op_rules = (operating_point_rules(self.operating_point, self.rules)
                           if self.operating_point is not None else None)
+        #: test-time flips: as the operating point was chosen, unless pipeline.flips forces it
+        self.flips = (self.cfg.flips == "on" or (
+            self.cfg.flips == "model" and self.operating_point is not None
+            and self.operating_point.flips))
         self.device = select_device(self.cfg.device)
         self.segmenter = Segmenter(
             checkpoint.model, meta.spec.head, self.device, half=self.cfg.half,
@@ -114,7 +118,8 @@ class Inspector:
         self.regions = dict(regions or {})
         self._roi_cache: dict[tuple[str, int, int], torch.Tensor] = {}
         self._lock = threading.Lock()
-        self._settings = {"pipeline.mode": self.cfg.mode, "pipeline.tile_size": self.cfg.tile_size,
+        self._settings = {"pipeline.mode": self.cfg.mode, "pipeline.flips": self.flips,
+                          "pipeline.tile_size": self.cfg.tile_size,
                           "pipeline.batch_size": self.cfg.batch_size,
                           "pipeline.half": self.cfg.half}
         log.info("inspector ready", **{k: v for k, v in self.model_info.items()
@@ -169,6 +174,7 @@ class Inspector:
             "device": str(self.device),
             "dtype": str(self.segmenter.dtype).removeprefix("torch."),
             "mode": self.cfg.mode,
+            "flips": self.flips,
             "tile_size": self.cfg.tile_size,
             "overlap": self.cfg.overlap,
             "image_head": meta.spec.image_head,
@@ -215,14 +221,34 @@ class Inspector:
             x = self.preprocessor(image, calibration)
             if clock:
                 clock.add("preprocess", t)
-            # The side-effect-free predictor (a CUDA graph can hold it); the image logits'
-            # maximum over tiles comes back from the tiler.
-            if self.cfg.mode == "whole":
-                probs, head = predict_whole(x, self.segmenter.predict, SIZE_DIVISOR, clock)
-            else:
-                probs, head = self.tiler.run(x, self.segmenter.predict, clock)
+            probs, head = self._forward(x, clock)
+            if self.flips:  # mean over the frame and its horizontal and vertical mirrors
+                for dim in (3, 2):
+                    p2, h2 = self._forward(torch.flip(x, (dim,)), clock)
+                    probs = probs + torch.flip(p2, (dim,))
+                    head = None if head is None or h2 is None else head + h2
+                probs = probs / 3
+                head = None if head is None else head / 3
             self.segmenter.image_logits = head
             return probs
+
+    def runs_whole(self, height: int, width: int) -> bool:
+        """Whether a frame of ``height`` x ``width`` goes through the network in one pass:
+        always in whole mode; in tiled mode when it holds at most ``pipeline.batch_size``
+        tiles' pixels (one pass then costs no more memory than one batch of tiles, and the
+        frame is not reflect-padded out to a tile, which the image head would see)."""
+        if self.cfg.mode == "whole":
+            return True
+        return height * width <= self.cfg.batch_size * self.cfg.tile_size ** 2
+
+    def _forward(
+        self, x: torch.Tensor, clock: StageClock | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # The side-effect-free predictor (a CUDA graph can hold it); the image logits'
+        # maximum over tiles comes back from the tiler.
+        if self.runs_whole(int(x.shape[-2]), int(x.shape[-1])):
+            return predict_whole(x, self.segmenter.predict, SIZE_DIVISOR, clock)
+        return self.tiler.run(x, self.segmenter.predict, clock)
 
     def warmup(self, sizes: Sequence[tuple[int, int]] = (), always: bool = False) -> float:
         """Prepare the fast path before the first part; returns the seconds it took.
@@ -240,11 +266,7 @@ class Inspector:
                                  if self.cfg.compile and self.cfg.mode == "tiled" else [])
         with self._lock, torch.inference_mode():
             for h, w in shapes:
-                x = torch.zeros((1, c, h, w), device=self.device)
-                if self.cfg.mode == "whole":
-                    predict_whole(x, self.segmenter.predict, SIZE_DIVISOR)
-                else:
-                    self.tiler.run(x, self.segmenter.predict)
+                self._forward(torch.zeros((1, c, h, w), device=self.device), None)
             self._sync()
         took = time.perf_counter() - t0
         log.info("inspector warmed up", sizes=shapes, seconds=round(took, 2))

@@ -1,6 +1,7 @@
 """Qualify models with the booth's own code: a :class:`models.scoring.Scorer` that runs
 ``pipeline.Inspector`` (preprocessing, tiles, blending, thresholds, connected components), used
-by ``station evaluate`` to score a model and by ``station train`` to choose its operating point.
+by ``station evaluate`` to score a model, by ``station train`` to choose its operating point
+and by ``station model operating-point`` to choose it again on other images.
 
 So the figures a model is qualified with are the outputs the station will produce in the
 booth, not those of a second implementation.
@@ -17,11 +18,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from config.errors import DatasetError
 from config.pipeline import PipelineConfig
 from config.rules import RulesConfig
-from models.checkpoint import Checkpoint, load_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.data import load_dataset
 from models.evaluate import evaluate, evaluation_info, split_indices, write_report
+from models.operating_point import OperatingPoint
+from models.scoring import Choice, choose_operating_point
 from pipeline.inspector import Inspector
 from pipeline.postprocess import classify, defect_probabilities
 from pipeline.types import InputImage
@@ -38,16 +42,22 @@ class InspectorScorer:
     def __init__(self, inspector: Inspector) -> None:
         self.inspector = inspector
         self.classes = inspector.spec.defect_classes
+        self.flips = inspector.flips
 
     @classmethod
     def for_checkpoint(
-        cls, ckpt: Checkpoint, device: torch.device | str, pipeline: PipelineConfig | None = None
+        cls, ckpt: Checkpoint, device: torch.device | str, pipeline: PipelineConfig | None = None,
+        flips: bool | None = None,
     ) -> InspectorScorer:
         """A scorer for ``ckpt`` on ``device`` with the pipeline settings (default: the
-        station's defaults, the booth's 384 px tiles with 25 % overlap)."""
+        station's defaults, the booth's 384 px tiles with 25 % overlap). ``flips`` forces
+        test-time flips on or off (default: ``pipeline.flips``, i.e. as the model's operating
+        point says)."""
         raw = pipeline.model_dump() if pipeline is not None else {}
         dev = torch.device(device)
         raw["device"] = "cuda" if dev.type == "cuda" else "cpu"
+        if flips is not None:
+            raw["flips"] = "on" if flips else "off"
         return cls(Inspector(ckpt, pipeline=PipelineConfig.model_validate(raw),
                              rules=RulesConfig.model_validate({})))
 
@@ -96,10 +106,11 @@ class InspectorScorer:
 
 
 def scorer_factory(pipeline: PipelineConfig | None = None) -> Any:
-    """``(checkpoint, device) -> InspectorScorer`` for ``models.train.train``."""
+    """``(checkpoint, device, flips=...) -> InspectorScorer`` for ``models.train.train``."""
 
-    def make(ckpt: Checkpoint, device: torch.device | str) -> InspectorScorer:
-        return InspectorScorer.for_checkpoint(ckpt, device, pipeline)
+    def make(ckpt: Checkpoint, device: torch.device | str,
+             flips: bool | None = None) -> InspectorScorer:
+        return InspectorScorer.for_checkpoint(ckpt, device, pipeline, flips)
 
     return make
 
@@ -128,7 +139,52 @@ def run_evaluation(
         op, acc, model=str(model_path), model_id=ckpt.meta.model_id, data=str(data),
         format=fmt, split_list=split_list, device=str(scorer.inspector.device),
         pipeline=f"pipeline.Inspector, {cfg.mode} "
-        + (f"{cfg.tile_size} px tiles, overlap {cfg.overlap}" if cfg.mode == "tiled" else ""),
+        + (f"{cfg.tile_size} px tiles, overlap {cfg.overlap} (frames of at most "
+           f"{cfg.batch_size} tiles' pixels whole)" if cfg.mode == "tiled" else "")
+        + (", test-time flips" if scorer.flips else ""),
         trained=ckpt.meta.trained, seconds=round(time.monotonic() - t0, 1),
     )
     return write_report(acc, Path(out), info)
+
+
+def rechoose_operating_point(
+    model_path: str | Path,
+    data: str | Path,
+    fmt: str,
+    split_list: str,
+    out: str | Path,
+    *,
+    device: str = "cpu",
+    flips: bool = False,
+    max_false_reject: float = 0.02,
+    rule: str = "auto",
+    min_area_px: int = 1,
+    group_pattern: str | None = None,
+    pipeline: PipelineConfig | None = None,
+    name: str | None = None,
+) -> OperatingPoint:
+    """Choose a checkpoint's operating point again on the images of ``split_list``, through
+    the station's own pipeline, and write the checkpoint with it to ``out`` (same weights;
+    ``station model operating-point``). The split must be one the model was not trained on."""
+    ckpt = load_checkpoint(model_path, "cpu")
+    ds = load_dataset(data, fmt, group_pattern)
+    indices = split_indices(ds, split_list) or []
+    if not indices:
+        raise DatasetError(f"--split-list {split_list}: names no image")
+    scorer = InspectorScorer.for_checkpoint(ckpt, device, pipeline, flips)
+    meta = ckpt.meta
+    n_def = sum(1 for i in indices if ds.samples[i].label)
+    where = (f"{Path(split_list).name} of {Path(data).name} ({len(indices)} images, "
+             f"{n_def} defective)")
+    op, pix = choose_operating_point(
+        scorer, ds, indices, meta.spec.defect_classes,
+        Choice(max_false_reject=max_false_reject, op_rule=rule, min_area_px=min_area_px), where)
+    save_checkpoint(
+        out, ckpt.model, name=name or meta.name, spec=meta.spec,
+        normalisation=meta.normalisation, patch_size=meta.patch_size,
+        thresholds=dict(op.pixel_thresholds), trained=meta.trained,
+        provenance={**meta.provenance, "operating_point_rechosen": {
+            "from": meta.model_id, "split_list": str(split_list), **pix}},
+        operating_point=op,
+    )
+    return op

@@ -1,4 +1,9 @@
-"""``station model info CKPT [--json]``: what a checkpoint holds, verified."""
+"""``station model info CKPT [--json]``: what a checkpoint holds, verified.
+
+``station model operating-point CKPT --data DIR --split-list FILE --out NEW``: choose the
+operating point again on annotated images (through the station's pipeline) and write the
+checkpoint with it.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     info.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or 'default'")
     info.add_argument("--json", action="store_true", help="print the meta as JSON")
     info.set_defaults(func=info_cmd)
+    op = msub.add_parser(
+        "operating-point", help="choose a checkpoint's operating point again on your images",
+        description="Run the images of --split-list through the station's pipeline, choose the "
+        "pixel thresholds, per-class minimum areas, image-head threshold and rule that flag the "
+        "most defective images with at most --max-false-reject of the defect-free ones "
+        "rejected, and write CKPT with that operating point to --out (same weights). Use "
+        "images the model was not trained on, and keep others apart to qualify the result "
+        "(station evaluate).",
+    )
+    op.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or 'default'")
+    op.add_argument("--data", required=True, metavar="DIR", help="dataset root")
+    op.add_argument("--format", default="folder-classes",
+                    choices=["folder", "folder-classes", "labelme", "coco"],
+                    help="dataset layout (docs/training.md)")
+    op.add_argument("--split-list", required=True, metavar="FILE",
+                    help="the images to choose on, one Class/stem per line")
+    op.add_argument("--out", required=True, metavar="NEW.ckpt", help="checkpoint to write")
+    op.add_argument("--max-false-reject", type=float, default=0.02, metavar="SHARE",
+                    help="largest share of defect-free images rejected (default 0.02)")
+    op.add_argument("--rule", default="auto",
+                    choices=["auto", "segmentation", "image_head", "either"],
+                    help="part-level rule (default auto: whichever flags most)")
+    op.add_argument("--flips", action=argparse.BooleanOptionalAction, default=False,
+                    help="average the network over flips (three passes; the station then "
+                    "flips too); default off")
+    op.add_argument("--min-area-px", type=int, default=1, metavar="PX",
+                    help="smallest minimum area the search tries (default 1)")
+    op.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    op.add_argument("--config", metavar="STATION.yaml",
+                    help="take the pipeline settings from this station config")
+    op.add_argument("--name", help="model name in the new checkpoint (default: the old one)")
+    op.set_defaults(func=operating_point_cmd)
 
 
 def info_cmd(args: argparse.Namespace) -> int:
@@ -65,4 +102,44 @@ def info_cmd(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def operating_point_cmd(args: argparse.Namespace) -> int:
+    """Choose the operating point on the listed images; write the new checkpoint."""
+    from config.errors import DatasetError
+
+    if not 0.0 <= args.max_false_reject <= 1.0:
+        raise DatasetError(f"--max-false-reject {args.max_false_reject}: must be within [0, 1] "
+                           "(a share, e.g. 0.02 for 2 %)")
+    if args.min_area_px < 1:
+        raise DatasetError(f"--min-area-px {args.min_area_px}: must be >= 1 px")
+    if not Path(args.data).is_dir():
+        raise DatasetError(f"--data {args.data}: no such directory; give the dataset root")
+    if not Path(args.split_list).is_file():
+        raise DatasetError(f"--split-list {args.split_list}: no such file")
+    import torch
+
+    from models import DEFAULT_CHECKPOINT
+    from station.qualify import rechoose_operating_point
+
+    path = DEFAULT_CHECKPOINT if args.checkpoint == "default" else Path(args.checkpoint)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    pipeline = None
+    if args.config:
+        from config.loader import load_config
+
+        pipeline = load_config(args.config).pipeline
+    op = rechoose_operating_point(
+        path, args.data, args.format, args.split_list, args.out, device=device,
+        flips=args.flips, max_false_reject=args.max_false_reject, rule=args.rule,
+        min_area_px=args.min_area_px, pipeline=pipeline, name=args.name)
+    fig = op.figures
+    print(f"wrote {args.out}: {op.describe()}")
+    print(f"on these images: {fig.get('defect_recall', 0):.1%} of defective images flagged, "
+          f"{fig.get('false_reject_rate', 0):.1%} of defect-free rejected"
+          + ("" if fig.get("target_met", 0) else
+             f" (the target {op.false_reject_target:.1%} could not be met)"))
     return 0

@@ -94,3 +94,21 @@ def test_part_score_ranks_images_as_the_rule_flags_them() -> None:
     assert part_score(either, ImageRecord({"a": 5}, 1.0, "")) < 0
     head = seg.model_copy(update={"rule": "image_head", "head_threshold": 2.0})
     assert part_score(head, ImageRecord({"a": 99}, 1.5, "")) == 1.5
+
+
+def test_an_image_in_a_defect_folder_with_an_empty_mask_counts_as_defective() -> None:
+    """The image-level truth: the mask's commonest class; with an empty mask, the class its
+    sample names (as the operating point's choice counts it); defect-free otherwise."""
+    import numpy as np
+
+    from models.evaluate import image_label
+
+    mapping = np.asarray([0, 1, 2], np.uint8)
+    gt = np.zeros((4, 4), np.uint8)
+    assert image_label(gt, "", ["Blowhole", "Crack"], mapping, 2) == 0
+    assert image_label(gt, "Crack", ["Blowhole", "Crack"], mapping, 2) == 2
+    gt[0, :3] = 1
+    gt[1, :1] = 2
+    assert image_label(gt, "Crack", ["Blowhole", "Crack"], mapping, 2) == 1
+    binary = np.asarray([0, 1, 1], np.uint8)
+    assert image_label(np.zeros((2, 2), np.uint8), "Crack", ["Blowhole", "Crack"], binary, 1) == 1

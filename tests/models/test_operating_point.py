@@ -129,3 +129,16 @@ def test_id_ignores_figures_and_provenance() -> None:
     b = a.model_copy(update={"figures": {}, "chosen_on": "elsewhere"})
     assert a.op_id == b.op_id and a.op_id.startswith("op-")
     assert "rule segmentation" in a.describe()
+
+
+def test_flips_are_part_of_the_decision() -> None:
+    """A point chosen on flipped outputs records it (choose(flips=True)); its id differs from
+    the same thresholds without flips, whose id stays what it always was; describe says so."""
+    records = [record(blowhole=50, label="Blowhole"), record()]
+    plain = choose(records, CLASSES, {"Blowhole": 0.5, "Crack": 0.5}, rule="segmentation")
+    flipped = choose(records, CLASSES, {"Blowhole": 0.5, "Crack": 0.5}, rule="segmentation",
+                     flips=True)
+    assert not plain.flips and flipped.flips
+    assert plain.op_id != flipped.op_id
+    assert plain.op_id == plain.model_copy(update={"flips": False}).op_id
+    assert "flips" in flipped.describe() and "flips" not in plain.describe()

@@ -285,3 +285,26 @@ def test_image_head_rule_fails_a_part_the_regions_would_pass() -> None:
     head_only = _inspector_with_op(_HeadOracle(1.0), "image_head", 2.0)
     big = head_only.inspect([InputImage("cam0", _frame(), "Mono8")])
     assert big.verdict is Verdict.PASS  # regions do not decide under the head-only rule
+
+
+def test_flips_follow_the_operating_point_unless_the_config_forces_them() -> None:
+    """pipeline.flips 'model' (default): the station flips when the model's point was chosen
+    on flipped outputs; 'on' / 'off' force it; config rules (no point) flip only when 'on'."""
+    from config.pipeline import PipelineConfig
+    from models.checkpoint import Checkpoint, make_meta
+
+    spec, op = _op_spec("segmentation")
+    model = OracleModel()
+
+    def ins(flips: str, op_flips: bool, rules: RulesConfig | None = None) -> Inspector:
+        meta = make_meta(name="op", spec=spec, state_dict=model.state_dict(),
+                         thresholds={"Blowhole": 0.5, "Crack": 0.5},
+                         operating_point=op.model_copy(update={"flips": op_flips}))
+        cfg = PipelineConfig.model_validate({"device": "cpu", "tile_size": 64, "flips": flips})
+        return Inspector(Checkpoint(meta, model.eval()), pipeline=cfg, rules=rules)
+
+    assert ins("model", True).flips and not ins("model", False).flips
+    assert ins("on", False).flips and not ins("off", True).flips
+    assert not ins("model", True, rules=RULES).flips and ins("on", True, rules=RULES).flips
+    result = ins("model", True).inspect([InputImage("cam0", _frame(), "Mono8")])
+    assert [d.area_px for d in result.cameras[0].defects] == [800, 16]  # symmetric oracle

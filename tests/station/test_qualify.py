@@ -60,7 +60,8 @@ def test_tiled_scoring_agrees_inside_the_frame(tmp_path: Path) -> None:
         ckpt, "cpu", PipelineConfig.model_validate({"mode": "whole", "device": "cpu"}))
     tiled = InspectorScorer.for_checkpoint(
         ckpt, "cpu", PipelineConfig.model_validate({"mode": "tiled", "tile_size": 64,
-                                                    "device": "cpu"}))
+                                                    "batch_size": 2, "device": "cpu"}))
+    assert not tiled.inspector.runs_whole(160, 200)
     pw, _ = whole.probabilities(img)
     pt, st = tiled.probabilities(img)
     assert pt.shape == pw.shape and st is not None
@@ -113,3 +114,59 @@ def test_softmax_checkpoints_score_too() -> None:
     probs, score = scorer.probabilities(np.zeros((32, 32), np.uint8))
     assert probs.shape == (1, 32, 32) and score is None
     assert set(scorer.largest_regions(probs, dict(scorer.inspector.thresholds))) == {"a"}
+
+
+def test_a_frame_smaller_than_a_tile_batch_runs_whole_in_tiled_mode(tmp_path: Path) -> None:
+    """Tiled mode with the booth's 384 px tiles on a magnetic-tile-sized image (and on one of
+    at most pipeline.batch_size tiles' pixels): one pass, bit-identical to whole mode, so the
+    image head never sees a frame mirrored out to a tile; larger frames are tiled."""
+    ckpt = load_checkpoint(lite0_with_head(tmp_path))
+    img = np.random.default_rng(3).integers(0, 255, (110, 230), dtype=np.uint8)
+    whole = InspectorScorer.for_checkpoint(
+        ckpt, "cpu", PipelineConfig.model_validate({"mode": "whole", "device": "cpu"}))
+    tiled = InspectorScorer.for_checkpoint(ckpt, "cpu")
+    assert tiled.inspector.cfg.mode == "tiled" and tiled.inspector.runs_whole(110, 230)
+    assert tiled.inspector.runs_whole(384, 384 * 8)
+    assert not tiled.inspector.runs_whole(385, 384 * 8)
+    pw, sw = whole.probabilities(img)
+    pt, st = tiled.probabilities(img)
+    assert np.array_equal(pw, pt) and sw == st
+
+
+def test_flips_average_the_frame_and_its_mirrors_as_the_runtime_does(tmp_path: Path) -> None:
+    """pipeline.flips on: probabilities and part score are the mean over the frame and its
+    horizontal and vertical mirrors, as models.runtime.predict_image(flips=True) computes
+    them; the scorer says it flips (so an operating point chosen on it records that)."""
+    ckpt = load_checkpoint(lite0_with_head(tmp_path))
+    img = np.random.default_rng(4).integers(0, 255, (70, 90), dtype=np.uint8)
+    meta = ckpt.meta
+    ref, ref_logits = predict_image(ckpt.model, meta.spec.head, meta.normalisation.mean,
+                                    meta.normalisation.std, 3, img, flips=True)
+    scorer = InspectorScorer.for_checkpoint(ckpt, "cpu", flips=True)
+    assert scorer.flips and scorer.inspector.model_info["flips"] is True
+    probs, score = scorer.probabilities(img)
+    assert float(np.abs(probs - ref).max()) < 1e-5
+    assert ref_logits is not None and score == pytest.approx(float(ref_logits.max()), abs=1e-5)
+    plain, _ = InspectorScorer.for_checkpoint(ckpt, "cpu").probabilities(img)
+    assert float(np.abs(plain - probs).max()) > 1e-4
+
+
+def test_rechoose_writes_the_same_weights_with_a_new_operating_point(tmp_path: Path) -> None:
+    """station model operating-point's engine: the new checkpoint has the old weights, an
+    operating point chosen on the listed images (with flips when asked, at the asked target)
+    and says where it came from."""
+    from station.qualify import rechoose_operating_point
+
+    data = make_tile_dataset(tmp_path / "tiles", per_class=2)
+    lst = tmp_path / "val.txt"
+    lst.write_text("\n".join(f"{c}/exp{k}_num_{c}{k}" for c in ("Free", "Blowhole", "Crack")
+                             for k in range(2)) + "\n")
+    src = lite0_with_head(tmp_path)
+    out = tmp_path / "new.ckpt"
+    op = rechoose_operating_point(src, data, "folder-classes", str(lst), out, flips=True,
+                                  max_false_reject=0.5)
+    new, old = load_checkpoint(out), load_checkpoint(src)
+    assert new.meta.weights_sha256 == old.meta.weights_sha256
+    assert new.meta.operating_point == op and op.flips and op.false_reject_target == 0.5
+    assert "val.txt" in op.chosen_on and "6 images" in op.chosen_on
+    assert new.meta.provenance["operating_point_rechosen"]["from"] == old.meta.model_id
