@@ -30,9 +30,13 @@ class PipelineConfig(Section):
     )
     overlap: float = Field(0.25, ge=0.0, lt=0.9, description="Tile overlap share [0..1)")
     batch_size: int = Field(
-        8, ge=1, le=256,
-        description="Tiles per forward pass on the CPU; in tiled mode a frame of at most this "
-        "many tiles' pixels runs whole, in one pass (no padding to a tile) [count]",
+        8, ge=1, le=256, description="Tiles per forward pass on the CPU [count]"
+    )
+    small_frames: Literal["whole", "tiled"] = Field(
+        "whole",
+        description="In tiled mode, a frame of at most batch_size tiles' pixels runs 'whole' "
+        "(one pass, padded to a multiple of 32 only, not mirrored out to full tiles) or "
+        "'tiled' like any other [-]",
     )
     cuda_batch_size: int = Field(
         0, ge=0, le=4096,

@@ -235,11 +235,13 @@ class Inspector:
     def runs_whole(self, height: int, width: int) -> bool:
         """Whether a frame of ``height`` x ``width`` goes through the network in one pass:
         always in whole mode; in tiled mode when it holds at most ``pipeline.batch_size``
-        tiles' pixels (one pass then costs no more memory than one batch of tiles, and the
-        frame is not reflect-padded out to a tile, which the image head would see)."""
+        tiles' pixels and ``pipeline.small_frames`` is ``whole`` (one pass then costs no more
+        memory than one batch of tiles, and the frame is not reflect-padded out to a tile,
+        which the image head would see)."""
         if self.cfg.mode == "whole":
             return True
-        return height * width <= self.cfg.batch_size * self.cfg.tile_size ** 2
+        return (self.cfg.small_frames == "whole"
+                and height * width <= self.cfg.batch_size * self.cfg.tile_size ** 2)
 
     def _forward(
         self, x: torch.Tensor, clock: StageClock | None

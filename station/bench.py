@@ -279,7 +279,10 @@ def _inspector(ckpt: Checkpoint, s: BenchSettings, mode: str) -> Inspector:
         "device": s.device, "tile_size": s.tile_size, "overlap": s.overlap,
         "batch_size": s.batch_size, "cuda_batch_size": s.cuda_batch_size, "half": s.half,
         "half_dtype": s.half_dtype, "cuda_graphs": s.graphs, "compile": s.compile,
-        "region_block": s.region_block, "mode": mode,
+        "region_block": s.region_block, "mode": mode, "small_frames": "tiled",
+        # one pass per frame: the naive loop and the agreement figures compare single passes;
+        # a model whose operating point wants flips costs three of them in the booth
+        "flips": "off",
         "max_defects": 100_000,
     })
     return Inspector(ckpt, pipeline=pcfg, rules=RulesConfig.model_validate({}))
@@ -405,6 +408,8 @@ def _measure(name: str, mode: str, ckpt: Checkpoint, image: Any, s: BenchSetting
     tiles = 1 if mode == "whole" else len(grid.origins)
     model_info = {**{k: v for k, v in ins.model_info.items()
                      if k in ("model_id", "architecture", "encoder", "dtype", "trained")},
+                  "flips_in_booth": bool(ckpt.meta.operating_point
+                                         and ckpt.meta.operating_point.flips),
                   "name": name, "parameters": count_parameters(ckpt.model)}
     run = RunResult(model=model_info, mode=mode,
                     frame={"width": width, "height": height, "pixel_format": "BayerRG8"},

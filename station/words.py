@@ -13,7 +13,8 @@ def status_lines(st: dict[str, Any]) -> list[str]:
         f"{st['station']}: {st['state'].upper()}  (pid {st['pid']}, up {st['uptime_s']:.0f} s)",
         f"  model   {model.get('model_id')}  "
         f"{'trained' if model.get('trained') else 'UNTRAINED: verdicts mean nothing'}  "
-        f"on {model.get('device')}",
+        f"on {model.get('device')}"
+        + (", test-time flips (3 passes a frame)" if model.get("flips") else ""),
     ]
     if model.get("decision"):
         lines.append(f"  decides {model.get('decision')}")

@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "flips too); default off")
     op.add_argument("--min-area-px", type=int, default=1, metavar="PX",
                     help="smallest minimum area the search tries (default 1)")
-    op.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    op.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="where the pipeline runs (auto: CUDA when present)")
     op.add_argument("--config", metavar="STATION.yaml",
                     help="take the pipeline settings from this station config")
     op.add_argument("--name", help="model name in the new checkpoint (default: the old one)")

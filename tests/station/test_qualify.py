@@ -128,6 +128,9 @@ def test_a_frame_smaller_than_a_tile_batch_runs_whole_in_tiled_mode(tmp_path: Pa
     assert tiled.inspector.cfg.mode == "tiled" and tiled.inspector.runs_whole(110, 230)
     assert tiled.inspector.runs_whole(384, 384 * 8)
     assert not tiled.inspector.runs_whole(385, 384 * 8)
+    always = InspectorScorer.for_checkpoint(
+        ckpt, "cpu", PipelineConfig.model_validate({"small_frames": "tiled", "device": "cpu"}))
+    assert not always.inspector.runs_whole(110, 230)
     pw, sw = whole.probabilities(img)
     pt, st = tiled.probabilities(img)
     assert np.array_equal(pw, pt) and sw == st

@@ -31,6 +31,8 @@ def test_status_lines_name_every_part_and_problem() -> None:
     ]
     st["calibration"] = {"calibration_id": None, "age_days": None}
     assert "  calib   none" in status_lines(st)
+    st["model"] = {**st["model"], "flips": True}
+    assert status_lines(st)[1].endswith("on cuda:0, test-time flips (3 passes a frame)")
 
 
 def test_the_plant_s_broker_gets_a_line_when_publishing() -> None:
