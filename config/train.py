@@ -280,6 +280,13 @@ class TrainConfig(_Strict):
         "vertical flips (three passes per image); the station then flips too "
         "(pipeline.flips: model) [-]",
     )
+    val_layout: Literal["shape", "canvas"] = Field(
+        default="shape",
+        description="Validation batches: 'shape' = each image padded to a multiple of 32 only, "
+        "batched with images of the same padded shape (as the station runs it); 'canvas' = "
+        "every image mirrored out to one canvas (one input shape; its part-score AUROC reads "
+        "low, the mirrored padding changes the features) [-]",
+    )
     val_max_images: int | None = Field(
         default=None,
         ge=1,

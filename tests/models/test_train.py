@@ -121,3 +121,51 @@ def test_learning_rate_warms_up_then_decays_by_steps_or_time() -> None:
     assert abs(lr_at(cfg, 10, 100, 1.0) - 0.05) < 1e-9  # the budget is spent
     flat = load_train_config(None, {"lr": 1.0, "warmup_steps": 0, "lr_schedule": "constant"})
     assert lr_at(flat, 50, 100, 0.9) == 1.0
+
+
+def test_validation_scores_each_image_as_the_runtime_does(tmp_path: Path) -> None:
+    """val_layout 'shape' (default): images of different sizes, batched by padded shape, give
+    the pixel scores and the part-score AUROC that models.runtime.predict_image gives image by
+    image; 'canvas' runs them all on one canvas (same pixel count, its own figures)."""
+    import numpy as np
+    import torch
+
+    from models.build import ModelSpec, build_model
+    from models.checkpoint import make_meta
+    from models.data import load_dataset
+    from models.metrics import Scores, auroc
+    from models.runtime import predict_image
+    from models.train import validate
+
+    root = make_tile_dataset(tmp_path / "tiles", per_class=3, size=(40, 36))
+    ds = load_dataset(root, "folder-classes")
+    spec = ModelSpec.model_validate({
+        "architecture": "unet", "encoder": "tu-efficientnet_lite0", "head": "sigmoid",
+        "classes": ["background", *ds.classes], "image_head": True,
+        "kwargs": {"decoder_channels": [16, 16, 8, 8, 8]}})
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    norm = make_meta(name="v", spec=spec, state_dict={}).normalisation
+    cfg = TrainConfig.model_validate({"data": {"path": str(root)}, "batch_size": 2})
+    assert cfg.val_layout == "shape"
+    indices = list(range(len(ds)))
+    got = validate(model, spec, norm, ds, indices, cfg, torch.device("cpu"))
+    tp = fp = fn = 0
+    scores, labels = [], []
+    for i in indices:
+        image, mask = ds.load(i)
+        probs, logits = predict_image(model, "sigmoid", norm.mean, norm.std, 3, image)
+        pred, truth = probs.max(axis=0) >= 0.5, mask > 0
+        tp += int((pred & truth).sum())
+        fp += int((pred & ~truth).sum())
+        fn += int((~pred & truth).sum())
+        assert logits is not None
+        scores.append(float(logits.max()))
+        labels.append(bool(truth.any()))
+    assert (got.scores.tp, got.scores.fp, got.scores.fn) == (tp, fp, fn)
+    assert got.auroc == auroc(np.asarray(scores), np.asarray(labels))
+    assert Scores(tp, fp, fn).f1 == got.scores.f1
+    on_canvas = validate(model, spec, norm, ds, indices,
+                         cfg.model_copy(update={"val_layout": "canvas"}), torch.device("cpu"))
+    total = on_canvas.scores.tp + on_canvas.scores.fn
+    assert total == tp + fn  # the same defect pixels are counted, on other outputs
