@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from config.errors import DatasetError
+from config.errors import DatasetError, ModelError
 from config.pipeline import PipelineConfig
 from config.rules import RulesConfig
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -167,6 +167,11 @@ def rechoose_operating_point(
     the station's own pipeline, and write the checkpoint with it to ``out`` (same weights;
     ``station model operating-point``). The split must be one the model was not trained on."""
     ckpt = load_checkpoint(model_path, "cpu")
+    if rule in ("image_head", "either") and not ckpt.meta.spec.image_head:
+        raise ModelError(
+            f"--rule {rule}: model {ckpt.meta.model_id} has no image head, which that rule "
+            "needs; use --rule segmentation or auto"
+        )
     ds = load_dataset(data, fmt, group_pattern)
     indices = split_indices(ds, split_list) or []
     if not indices:

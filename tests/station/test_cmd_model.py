@@ -63,6 +63,7 @@ def test_operating_point_command_writes_a_checkpoint(
     (["--max-false-reject", "2"], ["--max-false-reject 2", "[0, 1]"]),
     (["--min-area-px", "0"], ["--min-area-px 0", ">= 1"]),
     (["--split-list", "/nonexistent/val.txt"], ["/nonexistent/val.txt", "no such file"]),
+    (["--rule", "image_head"], ["--rule image_head", "no image head", "segmentation"]),
 ])
 def test_operating_point_command_refuses_bad_arguments(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], words: list[str]
@@ -81,3 +82,18 @@ def test_operating_point_command_refuses_bad_arguments(
     err = capsys.readouterr().err
     assert all(w in err for w in words), err
     assert not out.exists()
+
+
+def test_operating_point_command_names_a_list_entry_that_matches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A split list naming an image the dataset lacks: exit non-zero, the entry named."""
+    from tests.models.test_data import make_tile_dataset
+
+    data = make_tile_dataset(tmp_path / "tiles", per_class=1)
+    lst = tmp_path / "val.txt"
+    lst.write_text("Free/exp0_num_Free0\ngarbage/line\n")
+    src = save_tiny(tmp_path / "t.ckpt", trained=True)
+    assert main(["model", "operating-point", str(src), "--data", str(data), "--split-list",
+                 str(lst), "--out", str(tmp_path / "n.ckpt"), "--device", "cpu"]) != 0
+    assert "garbage/line" in capsys.readouterr().err
