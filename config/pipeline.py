@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from config._base import Section
 
@@ -24,6 +24,16 @@ class PipelineConfig(Section):
         "(three passes per frame). 'model': as the model's operating point was chosen (its "
         "thresholds assume it); 'on' / 'off' force it [-]",
     )
+
+    @field_validator("flips", mode="before")
+    @classmethod
+    def _flips_from_yes_no(cls, value: object) -> object:
+        """YAML reads a bare ``on`` / ``off`` (also ``yes`` / ``no``, ``true`` / ``false``) as
+        a boolean: take it as 'on' / 'off'."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
     tile_size: int = Field(
         384, ge=32, le=4096, multiple_of=32,
         description="Tile edge length, a multiple of 32 (the network's stride) [px]",

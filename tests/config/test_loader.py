@@ -62,6 +62,14 @@ def test_set_overrides_nested_keys_and_list_items(tmp_path: Path) -> None:
     assert cfg.storage.keep_defect_maps is False
 
 
+@pytest.mark.parametrize("raw,flips", [("off", "off"), ("on", "on"), ("no", "off"),
+                                       ("model", "model")])
+def test_flips_on_and_off_survive_yaml_booleans(raw: str, flips: str) -> None:
+    """YAML reads a bare on / off / no as a boolean; pipeline.flips takes it as 'on' / 'off'."""
+    cfg = load_config("default", [f"pipeline.flips={raw}"], env={})
+    assert cfg.pipeline.flips == flips
+
+
 def test_environment_overrides_and_precedence() -> None:
     """STATION_A__B variables override the file; --set overrides the environment."""
     env = {"STATION_CYCLE__QUEUE_DEPTH": "7", "STATION_MESSAGING__COMMAND": "tcp://127.0.0.1:7",
