@@ -38,6 +38,7 @@ import numpy.typing as npt
 from models.checkpoint import load_checkpoint
 from models.data import load_dataset, split_from_lists
 from models.metrics import auroc
+from models.operating_point import threshold_at_budget
 from models.runtime import predict_image
 
 REGION_THRESHOLDS = (0.5, 0.7, 0.9)
@@ -63,11 +64,8 @@ def part_scores(probs: F32, head: F32 | None) -> dict[str, float]:
 
 def threshold_for(free_scores: npt.NDArray[np.float64], max_fr: float) -> float:
     """Lowest threshold (a value >=) that rejects at most ``max_fr`` of ``free_scores``."""
-    budget = math.floor(max_fr * len(free_scores) + 1e-9)
-    neg = np.sort(free_scores)[::-1]
-    if budget >= len(neg):
-        return float(neg[-1]) if len(neg) else 0.0
-    return float(np.nextafter(neg[budget], np.inf))
+    t = threshold_at_budget(free_scores, math.floor(max_fr * len(free_scores) + 1e-9))
+    return 0.0 if t is None else t
 
 
 def rates(scores: npt.NDArray[np.float64], labels: npt.NDArray[np.bool_],

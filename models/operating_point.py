@@ -163,17 +163,26 @@ def _flags(records: Sequence[ImageRecord], areas: dict[str, int]) -> np.ndarray:
     return np.asarray([any(r.areas.get(c, 0) >= a for c, a in areas.items()) for r in records])
 
 
-def _head_threshold(scores: np.ndarray, free: np.ndarray, already: np.ndarray,
-                    budget: int) -> float:
-    """Lowest threshold on ``scores`` that adds at most ``budget`` false rejects to the
-    defect-free images not ``already`` flagged (ties counted: a threshold is a value >=)."""
-    neg = np.sort(scores[free & ~already])[::-1]
+def threshold_at_budget(negatives: np.ndarray, budget: int) -> float | None:
+    """Lowest threshold (a value >=, ties counted) that at most ``budget`` of the
+    ``negatives`` (defect-free images' scores) reach; None when there are none."""
+    neg = np.sort(negatives)[::-1]
     if len(neg) == 0:
-        return float(np.min(scores)) if len(scores) else 0.0
+        return None
     if budget >= len(neg):
         return float(neg[-1])
     # above the (budget + 1)-th highest negative: at most `budget` negatives reach it
     return float(np.nextafter(float(neg[budget]), np.inf))
+
+
+def _head_threshold(scores: np.ndarray, free: np.ndarray, already: np.ndarray,
+                    budget: int) -> float:
+    """Lowest threshold on ``scores`` that adds at most ``budget`` false rejects to the
+    defect-free images not ``already`` flagged (ties counted: a threshold is a value >=)."""
+    t = threshold_at_budget(scores[free & ~already], budget)
+    if t is None:
+        return float(np.min(scores)) if len(scores) else 0.0
+    return t
 
 
 def choose(

@@ -21,7 +21,7 @@ tile goes through the functions above. :func:`predict_image` runs one small grey
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -174,6 +174,20 @@ def forward_image(
     return seg[:, :, top:top + h, left:left + w], img
 
 
+def flip_mean(
+    run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]], x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Test-time flips: ``run`` on the ``(N, C, H, W)`` input ``x`` and on its left-right and
+    top-bottom mirrors; the mean of the three probability maps (each mirrored back) and of
+    the three image logits (None when ``run`` gives none)."""
+    probs, head = run(x)
+    for dim in (3, 2):
+        p2, h2 = run(torch.flip(x, (dim,)))
+        probs = probs + torch.flip(p2, (dim,))
+        head = None if head is None or h2 is None else head + h2
+    return probs / 3, None if head is None else head / 3
+
+
 @torch.no_grad()
 def predict_image(
     model: nn.Module,
@@ -188,17 +202,13 @@ def predict_image(
     """One grey image, whole: per-defect-class probabilities ``(K, H, W)`` and the image
     logits ``(K,)`` (None without an image head). ``flips`` averages over horizontal and
     vertical flips (probabilities, and image logits)."""
-    seg, img = forward_image(model, mean, std, in_channels, image, device)
-    probs = logits_to_probs(seg, head)
-    if flips:
-        for axis in (1, 0):
-            flipped = np.ascontiguousarray(np.flip(image, axis=axis))
-            s2, i2 = forward_image(model, mean, std, in_channels, flipped, device)
-            probs = probs + torch.flip(logits_to_probs(s2, head), (3 if axis == 1 else 2,))
-            if img is not None and i2 is not None:
-                img = img + i2
-        probs = probs / 3
-        img = img / 3 if img is not None else None
+
+    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        seg, img = forward_image(model, mean, std, in_channels, x[0, 0].numpy(), device)
+        return logits_to_probs(seg, head), img
+
+    x = torch.from_numpy(np.ascontiguousarray(image))[None, None]
+    probs, img = flip_mean(run, x) if flips else run(x)
     out: F32 = probs[0].float().cpu().numpy()
     logits = None if img is None else img[0].float().cpu().numpy().astype(np.float32)
     return out.astype(np.float32, copy=False), logits

@@ -31,6 +31,7 @@ from config.schema import StationConfig
 from models import DEFAULT_CHECKPOINT
 from models.build import SIZE_DIVISOR
 from models.checkpoint import Checkpoint, load_checkpoint
+from models.runtime import flip_mean
 from pipeline.errors import torch_errors
 from pipeline.infer import Segmenter, select_device
 from pipeline.postprocess import (
@@ -221,14 +222,10 @@ class Inspector:
             x = self.preprocessor(image, calibration)
             if clock:
                 clock.add("preprocess", t)
-            probs, head = self._forward(x, clock)
-            if self.flips:  # mean over the frame and its horizontal and vertical mirrors
-                for dim in (3, 2):
-                    p2, h2 = self._forward(torch.flip(x, (dim,)), clock)
-                    probs = probs + torch.flip(p2, (dim,))
-                    head = None if head is None or h2 is None else head + h2
-                probs = probs / 3
-                head = None if head is None else head / 3
+            def forward(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+                return self._forward(t, clock)
+
+            probs, head = flip_mean(forward, x) if self.flips else forward(x)
             self.segmenter.image_logits = head
             return probs
 

@@ -57,7 +57,7 @@ import structlog
 import zmq
 
 from config import StationConfig
-from config.errors import ConfigError, StationError
+from config.errors import StationError
 from drivers.cameras.pairing import FramePairer, FrameSet
 from drivers.frame import Frame
 from drivers.lights.base import Luminaires
@@ -1100,13 +1100,12 @@ def _user_id(parts: list[zmq.Frame]) -> str | None:
 
 def _publisher(cfg: StationConfig, store: Store, data_dir: Path) -> Publisher:
     """The outbox's sender; ``ConfigError`` when the optional extra ``mqtt`` is missing."""
+    from station.plant import extra_missing
+
     try:
         from station.plant.publisher import Publisher
     except ImportError as exc:
-        raise ConfigError(
-            f"mqtt.enabled is true but the optional extra 'mqtt' is missing ({exc.name}): "
-            "pip install 'inspection-station[mqtt]', or set mqtt.enabled: false"
-        ) from None
+        raise extra_missing(exc) from None
     return Publisher(cfg, store, data_dir)
 
 

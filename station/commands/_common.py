@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from config import StationConfig, load_config
+from config.pipeline import PipelineConfig
 
 N = TypeVar("N", int, float)
 #: Unit symbols spelt out in "is not a number of ..." messages.
@@ -70,6 +71,16 @@ def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
         help="data directory (default: storage.data_dir of the config, else $STATION_DATA_DIR, "
         "else $XDG_DATA_HOME/station)",
     )
+
+
+def device_and_pipeline(args: argparse.Namespace) -> tuple[str, PipelineConfig | None]:
+    """For the commands that run a model over images: ``--device`` (``auto`` resolved as the
+    station resolves it) and the ``pipeline`` section of ``--config`` (None without one)."""
+    from models.runtime import select_device
+
+    device = select_device(args.device).type
+    pipeline = load_config(args.config).pipeline if args.config else None
+    return device, pipeline
 
 
 def config_from_args(args: argparse.Namespace) -> StationConfig:

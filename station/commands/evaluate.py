@@ -56,10 +56,9 @@ def run(args: argparse.Namespace) -> int:
         raise DatasetError(f"--data {data}: no such directory; give the dataset root")
     if args.split_list and not Path(args.split_list).is_file():
         raise DatasetError(f"--split-list {args.split_list}: no such file")
-    import torch
-
     from config.pipeline import PipelineConfig
     from models.evaluate import HEADLINE_KEYS
+    from station.commands._common import device_and_pipeline
     from station.qualify import run_evaluation
 
     model = args.model
@@ -67,14 +66,7 @@ def run(args: argparse.Namespace) -> int:
         from models import DEFAULT_CHECKPOINT
 
         model = str(DEFAULT_CHECKPOINT)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = None
-    if args.config:
-        from config.loader import load_config
-
-        pipeline = load_config(args.config).pipeline
+    device, pipeline = device_and_pipeline(args)
     if args.mode:
         raw = pipeline.model_dump() if pipeline is not None else {}
         pipeline = PipelineConfig.model_validate({**raw, "mode": args.mode})

@@ -119,20 +119,12 @@ def operating_point_cmd(args: argparse.Namespace) -> int:
         raise DatasetError(f"--data {args.data}: no such directory; give the dataset root")
     if not Path(args.split_list).is_file():
         raise DatasetError(f"--split-list {args.split_list}: no such file")
-    import torch
-
     from models import DEFAULT_CHECKPOINT
+    from station.commands._common import device_and_pipeline
     from station.qualify import rechoose_operating_point
 
     path = DEFAULT_CHECKPOINT if args.checkpoint == "default" else Path(args.checkpoint)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = None
-    if args.config:
-        from config.loader import load_config
-
-        pipeline = load_config(args.config).pipeline
+    device, pipeline = device_and_pipeline(args)
     op = rechoose_operating_point(
         path, args.data, args.format, args.split_list, args.out, device=device,
         flips=args.flips, max_false_reject=args.max_false_reject, rule=args.rule,

@@ -10,14 +10,19 @@ from config import StationConfig
 from config.errors import ConfigError
 
 
+def extra_missing(exc: ImportError) -> ConfigError:
+    """The error for ``mqtt.enabled`` without the optional extra ``mqtt`` installed."""
+    return ConfigError(
+        f"mqtt.enabled is true but the optional extra 'mqtt' is missing ({exc.name}): "
+        "pip install 'inspection-station[mqtt]', or set mqtt.enabled: false"
+    )
+
+
 def require_mqtt(cfg: StationConfig) -> None:
     """Refuse, before anything slow starts, an ``mqtt`` section that cannot work: the extra
     missing, the password or certificate files unreadable (``ConfigError``)."""
     try:
         from station.plant.link import check_settings
     except ImportError as exc:
-        raise ConfigError(
-            f"mqtt.enabled is true but the optional extra 'mqtt' is missing ({exc.name}): "
-            "pip install 'inspection-station[mqtt]', or set mqtt.enabled: false"
-        ) from None
+        raise extra_missing(exc) from None
     check_settings(cfg)
