@@ -10,6 +10,7 @@ booth, not those of a second implementation.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ from config.errors import DatasetError, ModelError
 from config.pipeline import PipelineConfig
 from config.rules import RulesConfig
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from models.data import load_dataset
+from models.data import Dataset, load_dataset
 from models.evaluate import evaluate, evaluation_info, split_indices, write_report
+from models.head_fit import HeadFitReport, HeadFitSettings, refit_image_head
 from models.operating_point import OperatingPoint
 from models.scoring import Choice, choose_operating_point
 from pipeline.inspector import Inspector
@@ -167,28 +169,94 @@ def rechoose_operating_point(
     the station's own pipeline, and write the checkpoint with it to ``out`` (same weights;
     ``station model operating-point``). The split must be one the model was not trained on."""
     ckpt = load_checkpoint(model_path, "cpu")
-    if rule in ("image_head", "either") and not ckpt.meta.spec.image_head:
+    ds = load_dataset(data, fmt, group_pattern)
+    return _choose_and_save(
+        ckpt, ds, data, split_list, out, device=device, flips=flips,
+        choice=Choice(max_false_reject=max_false_reject, op_rule=rule, min_area_px=min_area_px),
+        pipeline=pipeline, name=name, provenance={})
+
+
+def refit_head(
+    model_path: str | Path,
+    data: str | Path,
+    fmt: str,
+    train_list: str,
+    val_list: str,
+    out: str | Path,
+    *,
+    settings: HeadFitSettings | None = None,
+    device: str = "cpu",
+    flips: bool = False,
+    max_false_reject: float = 0.02,
+    rule: str = "auto",
+    min_area_px: int = 1,
+    group_pattern: str | None = None,
+    pipeline: PipelineConfig | None = None,
+    name: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[OperatingPoint, HeadFitReport]:
+    """Fit the checkpoint's image head again on the whole images of ``train_list``
+    (:mod:`models.head_fit`), then choose the operating point on ``val_list`` through the
+    station's pipeline, and write the checkpoint to ``out`` (``station model refit-head``).
+    The two lists must not share an image."""
+    ckpt = load_checkpoint(model_path, device)
+    meta = ckpt.meta
+    if not meta.spec.image_head:
         raise ModelError(
-            f"--rule {rule}: model {ckpt.meta.model_id} has no image head, which that rule "
-            "needs; use --rule segmentation or auto"
+            f"model {meta.model_id} has no image head (model.image_head: false), so there is "
+            "nothing to refit; choose its operating point with station model operating-point"
         )
     ds = load_dataset(data, fmt, group_pattern)
+    train_idx = split_indices(ds, train_list) or []
+    if not train_idx:
+        raise DatasetError(f"--train-list {train_list}: names no image")
+    val_idx = set(split_indices(ds, val_list) or [])
+    shared = sorted(ds.samples[i].name for i in val_idx.intersection(train_idx))
+    if shared:
+        raise DatasetError(
+            f"--train-list {train_list} and --val-list {val_list} share {len(shared)} image(s) "
+            f"(first: {shared[0]}); the operating point must be chosen on images the head was "
+            "not fitted on: use disjoint lists"
+        )
+    report = refit_image_head(
+        ckpt.model, ds, train_idx, meta.spec.defect_classes, meta.normalisation.mean,
+        meta.normalisation.std, meta.spec.in_channels, settings, device, progress)
+    ckpt.model.to("cpu")
+    op = _choose_and_save(
+        ckpt, ds, data, val_list, out, device=device, flips=flips,
+        choice=Choice(max_false_reject=max_false_reject, op_rule=rule, min_area_px=min_area_px),
+        pipeline=pipeline, name=name,
+        provenance={"head_refit": {"from": meta.model_id, "train_list": str(train_list),
+                                   **report.as_dict()}})
+    return op, report
+
+
+def _choose_and_save(
+    ckpt: Checkpoint, ds: Dataset, data: str | Path, split_list: str, out: str | Path, *,
+    device: str, flips: bool, choice: Choice, pipeline: PipelineConfig | None,
+    name: str | None, provenance: dict[str, Any],
+) -> OperatingPoint:
+    """Choose ``ckpt``'s operating point on ``split_list`` through the pipeline; write it."""
+    meta = ckpt.meta
+    if choice.op_rule in ("image_head", "either") and not meta.spec.image_head:
+        raise ModelError(
+            f"--rule {choice.op_rule}: model {meta.model_id} has no image head, which that "
+            "rule needs; use --rule segmentation or auto"
+        )
     indices = split_indices(ds, split_list) or []
     if not indices:
         raise DatasetError(f"--split-list {split_list}: names no image")
     scorer = InspectorScorer.for_checkpoint(ckpt, device, pipeline, flips)
-    meta = ckpt.meta
     n_def = sum(1 for i in indices if ds.samples[i].label)
     where = (f"{Path(split_list).name} of {Path(data).name} ({len(indices)} images, "
              f"{n_def} defective)")
-    op, pix = choose_operating_point(
-        scorer, ds, indices, meta.spec.defect_classes,
-        Choice(max_false_reject=max_false_reject, op_rule=rule, min_area_px=min_area_px), where)
+    op, pix = choose_operating_point(scorer, ds, indices, meta.spec.defect_classes, choice,
+                                     where)
     save_checkpoint(
         out, ckpt.model, name=name or meta.name, spec=meta.spec,
         normalisation=meta.normalisation, patch_size=meta.patch_size,
         thresholds=dict(op.pixel_thresholds), trained=meta.trained,
-        provenance={**meta.provenance, "operating_point_rechosen": {
+        provenance={**meta.provenance, **provenance, "operating_point_rechosen": {
             "from": meta.model_id, "split_list": str(split_list), **pix}},
         operating_point=op,
     )

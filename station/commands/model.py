@@ -3,6 +3,10 @@
 ``station model operating-point CKPT --data DIR --split-list FILE --out NEW``: choose the
 operating point again on annotated images (through the station's pipeline) and write the
 checkpoint with it.
+
+``station model refit-head CKPT --data DIR --train-list FILE --val-list FILE --out NEW``: fit
+the image head again on whole training images (:mod:`models.head_fit`), then choose the
+operating point on the validation images, and write the checkpoint.
 """
 
 from __future__ import annotations
@@ -10,6 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.operating_point import OperatingPoint
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,6 +66,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     help="take the pipeline settings from this station config")
     op.add_argument("--name", help="model name in the new checkpoint (default: the old one)")
     op.set_defaults(func=operating_point_cmd)
+    rh = msub.add_parser(
+        "refit-head", help="fit the image head again on whole images, then choose the "
+        "operating point",
+        description="Fit CKPT's image head again on the whole images of --train-list at their "
+        "native size (the rest of the network is frozen; one encoder pass per image and "
+        "flip, then seconds of fitting), then choose the operating point on --val-list "
+        "through the station's pipeline, as 'station model operating-point' does, and write "
+        "the checkpoint to --out. Use the images the model was trained on for --train-list "
+        "and others for --val-list; keep a third set apart to qualify the result "
+        "(station evaluate).",
+    )
+    rh.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or 'default'")
+    rh.add_argument("--data", required=True, metavar="DIR", help="dataset root")
+    rh.add_argument("--format", default="folder-classes",
+                    choices=["folder", "folder-classes", "labelme", "coco"],
+                    help="dataset layout (docs/training.md)")
+    rh.add_argument("--train-list", required=True, metavar="FILE",
+                    help="images the head is fitted on, one Class/stem per line")
+    rh.add_argument("--val-list", required=True, metavar="FILE",
+                    help="images the operating point is chosen on (none of --train-list)")
+    rh.add_argument("--out", required=True, metavar="NEW.ckpt", help="checkpoint to write")
+    rh.add_argument("--steps", type=int, default=1000, metavar="N",
+                    help="fitting steps of 32 images (default 1000)")
+    rh.add_argument("--max-false-reject", type=float, default=0.02, metavar="SHARE",
+                    help="largest share of defect-free images rejected (default 0.02)")
+    rh.add_argument("--rule", default="auto",
+                    choices=["auto", "segmentation", "image_head", "either"],
+                    help="part-level rule (default auto: whichever flags most)")
+    rh.add_argument("--flips", action=argparse.BooleanOptionalAction, default=None,
+                    help="choose the operating point on outputs averaged over flips (default: "
+                    "as CKPT's operating point; the fit itself always uses the flipped images)")
+    rh.add_argument("--min-area-px", type=int, default=1, metavar="PX",
+                    help="smallest minimum area the search tries (default 1)")
+    rh.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="where the encoder and the pipeline run (auto: CUDA when present)")
+    rh.add_argument("--config", metavar="STATION.yaml",
+                    help="take the pipeline settings from this station config")
+    rh.add_argument("--name", help="model name in the new checkpoint (default: the old one)")
+    rh.set_defaults(func=refit_head_cmd)
 
 
 def info_cmd(args: argparse.Namespace) -> int:
@@ -106,8 +153,8 @@ def info_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def operating_point_cmd(args: argparse.Namespace) -> int:
-    """Choose the operating point on the listed images; write the new checkpoint."""
+def _check_choice_args(args: argparse.Namespace, lists: dict[str, str]) -> None:
+    """Refuse bad --max-false-reject, --min-area-px, --data and list files, naming them."""
     from config.errors import DatasetError
 
     if not 0.0 <= args.max_false_reject <= 1.0:
@@ -117,8 +164,24 @@ def operating_point_cmd(args: argparse.Namespace) -> int:
         raise DatasetError(f"--min-area-px {args.min_area_px}: must be >= 1 px")
     if not Path(args.data).is_dir():
         raise DatasetError(f"--data {args.data}: no such directory; give the dataset root")
-    if not Path(args.split_list).is_file():
-        raise DatasetError(f"--split-list {args.split_list}: no such file")
+    for option, value in lists.items():
+        if not Path(value).is_file():
+            raise DatasetError(f"{option} {value}: no such file")
+
+
+def _print_choice(out: str, op: OperatingPoint) -> None:
+    """The written checkpoint and what its operating point does on the chosen images."""
+    fig = op.figures
+    print(f"wrote {out}: {op.describe()}")
+    print(f"on these images: {fig.get('defect_recall', 0):.1%} of defective images flagged, "
+          f"{fig.get('false_reject_rate', 0):.1%} of defect-free rejected"
+          + ("" if fig.get("target_met", 0) else
+             f" (the target {op.false_reject_target:.1%} could not be met)"))
+
+
+def operating_point_cmd(args: argparse.Namespace) -> int:
+    """Choose the operating point on the listed images; write the new checkpoint."""
+    _check_choice_args(args, {"--split-list": args.split_list})
     from models import DEFAULT_CHECKPOINT
     from station.commands._common import device_and_pipeline
     from station.qualify import rechoose_operating_point
@@ -129,10 +192,52 @@ def operating_point_cmd(args: argparse.Namespace) -> int:
         path, args.data, args.format, args.split_list, args.out, device=device,
         flips=args.flips, max_false_reject=args.max_false_reject, rule=args.rule,
         min_area_px=args.min_area_px, pipeline=pipeline, name=args.name)
-    fig = op.figures
-    print(f"wrote {args.out}: {op.describe()}")
-    print(f"on these images: {fig.get('defect_recall', 0):.1%} of defective images flagged, "
-          f"{fig.get('false_reject_rate', 0):.1%} of defect-free rejected"
-          + ("" if fig.get("target_met", 0) else
-             f" (the target {op.false_reject_target:.1%} could not be met)"))
+    _print_choice(args.out, op)
+    return 0
+
+
+def refit_head_cmd(args: argparse.Namespace) -> int:
+    """Fit the image head on the training list, choose the point on the validation list."""
+    from config.errors import DatasetError
+
+    _check_choice_args(args, {"--train-list": args.train_list, "--val-list": args.val_list})
+    if args.steps < 1:
+        raise DatasetError(f"--steps {args.steps}: must be >= 1 (default 1000)")
+    from tqdm import tqdm  # type: ignore[import-untyped]
+
+    from models import DEFAULT_CHECKPOINT
+    from models.checkpoint import read_checkpoint
+    from models.head_fit import HeadFitSettings
+    from station.commands._common import device_and_pipeline
+    from station.qualify import refit_head
+
+    path = DEFAULT_CHECKPOINT if args.checkpoint == "default" else Path(args.checkpoint)
+    flips = args.flips
+    if flips is None:
+        flips = read_checkpoint(path)[0].effective_operating_point().flips
+    device, pipeline = device_and_pipeline(args)
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[stage] = tqdm(total=total, desc=f"head fit: {stage}", unit=(
+                "image" if stage == "features" else "step"), leave=True)
+        bars[stage].update(done - bars[stage].n)
+
+    try:
+        op, report = refit_head(
+            path, args.data, args.format, args.train_list, args.val_list, args.out,
+            settings=HeadFitSettings(steps=args.steps), device=device, flips=flips,
+            max_false_reject=args.max_false_reject, rule=args.rule,
+            min_area_px=args.min_area_px, pipeline=pipeline, name=args.name,
+            progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    print(f"head fitted on {report.images} images ({report.defective} defective) x "
+          f"{report.variants} flips, {report.steps} steps, loss {report.loss_first:.4f} -> "
+          f"{report.loss_last:.4f}, {report.seconds:.0f} s")
+    _print_choice(args.out, op)
     return 0
