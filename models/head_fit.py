@@ -104,13 +104,14 @@ def image_features(
 ) -> list[torch.Tensor]:
     """The deepest encoder features ``(C, h, w)`` float16 on the CPU of one whole grey image,
     padded to the size divisor as the station pads it: plain, then (``flips``) mirrored
-    left-right and top-bottom."""
-    x, _ = pad_to_divisor(grey_batch([image], mean, std, in_channels, device))
+    left-right and top-bottom (mirrored before padding, as :func:`models.runtime.flip_mean`
+    mirrors the frame)."""
+    x = grey_batch([image], mean, std, in_channels, device)
     encoder = getattr(model, "encoder")  # noqa: B009
     out = []
-    for dims in FLIPS if flips else FLIPS[:1]:
-        feats = encoder(torch.flip(x, dims) if dims else x)[-1][0]
-        out.append(feats.to("cpu", torch.float16))
+    for dims in FLIPS if flips else FLIPS[:1]:  # mirrored, then padded, as the station does
+        padded, _ = pad_to_divisor(torch.flip(x, dims) if dims else x)
+        out.append(encoder(padded)[-1][0].to("cpu", torch.float16))
     return out
 
 

@@ -91,19 +91,22 @@ def test_a_spent_time_budget_still_writes_best_and_its_operating_point(tmp_path:
 
 def test_whole_images_balanced_with_an_image_head(tmp_path: Path) -> None:
     """The GPU recipe's settings on the CPU (lite0 UNet with an image head, whole images,
-    balanced sampling, validation every 2 steps): it runs, and the operating point may use
-    the head."""
+    balanced sampling, validation every 2 steps): it runs, the head is fitted again on the
+    whole training images before the operating point, which may use the head, is chosen."""
     result = run_tiny(
         tmp_path, **{
             "model.architecture": "unet", "model.encoder": "tu-efficientnet_lite0",
             "model.decoder_channels": [16, 16, 8, 8, 8], "model.image_head": True,
             "patch.mode": "whole", "patch.sampler": "balanced", "patch.per_epoch": 8,
-            "val_every_steps": 2, "epochs": 2, "lr": 1e-3,
+            "val_every_steps": 2, "epochs": 2, "lr": 1e-3, "head_refit_steps": 20,
         },
     )
     ckpt = load_checkpoint(result.best_path)
     assert ckpt.meta.spec.image_head
     assert ckpt.meta.operating_point is not None
+    refit = ckpt.meta.provenance["head_refit"]  # the head fitted on whole training images
+    assert refit["steps"] == 20 and refit["variants"] == 3 and refit["images"] >= 4
+    assert json.loads((result.out / "summary.json").read_text())["head_refit"] == refit
     assert [h["step"] for h in result.history] == [2.0, 4.0]
     assert all(0.0 <= h["val_auroc"] <= 1.0 for h in result.history)
 

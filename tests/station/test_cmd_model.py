@@ -1,4 +1,4 @@
-"""``station model info`` and ``station model operating-point``."""
+"""``station model info``, ``station model operating-point`` and ``station model refit-head``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from models import DEFAULT_CHECKPOINT
 from models.checkpoint import read_checkpoint
@@ -97,3 +98,78 @@ def test_operating_point_command_names_a_list_entry_that_matches_nothing(
     assert main(["model", "operating-point", str(src), "--data", str(data), "--split-list",
                  str(lst), "--out", str(tmp_path / "n.ckpt"), "--device", "cpu"]) != 0
     assert "garbage/line" in capsys.readouterr().err
+
+
+def _refit_setup(tmp_path: Path) -> tuple[Path, Path, Path, Path]:
+    """A tiny tile dataset, disjoint train / val lists and a lite0 checkpoint with a head."""
+    from tests.models.test_data import make_tile_dataset
+    from tests.station.test_qualify import lite0_with_head
+
+    data = make_tile_dataset(tmp_path / "tiles", per_class=2)
+    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    train.write_text("".join(f"{c}/exp0_num_{c}0\n" for c in ("Free", "Blowhole", "Crack")))
+    val.write_text("".join(f"{c}/exp1_num_{c}1\n" for c in ("Free", "Blowhole", "Crack")))
+    return data, train, val, lite0_with_head(tmp_path)
+
+
+def test_refit_head_command_fits_the_head_and_chooses_the_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """station model refit-head: only the head's weights change, the operating point is chosen
+    on --val-list (flips as the source point: none here), and the fit and the point are
+    printed and recorded in the provenance."""
+    from models.checkpoint import load_checkpoint
+
+    data, train, val, src = _refit_setup(tmp_path)
+    out = tmp_path / "refit.ckpt"
+    assert main(["model", "refit-head", str(src), "--data", str(data), "--train-list",
+                 str(train), "--val-list", str(val), "--out", str(out), "--device", "cpu",
+                 "--steps", "3", "--max-false-reject", "0.5"]) == 0
+    text = capsys.readouterr().out
+    new, old = load_checkpoint(out), load_checkpoint(src)
+    changed = {k for k, v in old.model.state_dict().items()
+               if not torch.equal(v, new.model.state_dict()[k])}
+    assert changed <= {"classification_head.conv.weight", "classification_head.conv.bias"}
+    assert changed
+    op = new.meta.operating_point
+    assert op is not None and "val.txt" in op.chosen_on and not op.flips
+    assert op.false_reject_target == 0.5
+    refit = new.meta.provenance["head_refit"]
+    assert refit["from"] == old.meta.model_id and refit["images"] == 3 and refit["steps"] == 3
+    assert "head fitted on 3 images (2 defective) x 3 flips, 3 steps" in text
+    assert op.op_id in text
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--steps", "0"], ["--steps 0", ">= 1"]),
+    (["--max-false-reject", "-1"], ["--max-false-reject -1", "[0, 1]"]),
+    (["--train-list", "/nonexistent/t.txt"], ["--train-list /nonexistent/t.txt",
+                                              "no such file"]),
+    (["--val-list", "SAME"], ["share 3 image(s)", "disjoint lists"]),
+])
+def test_refit_head_command_refuses_bad_arguments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], words: list[str]
+) -> None:
+    """Bad arguments and overlapping lists exit non-zero naming the value and the rule;
+    nothing is written."""
+    data, train, val, src = _refit_setup(tmp_path)
+    out = tmp_path / "refit.ckpt"
+    args = [str(train) if a == "SAME" else a for a in args]
+    base = ["model", "refit-head", str(src), "--data", str(data), "--train-list", str(train),
+            "--val-list", str(val), "--out", str(out), "--device", "cpu", "--steps", "2"]
+    assert main(base + args) != 0
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
+    assert not out.exists()
+
+
+def test_refit_head_command_refuses_a_model_without_a_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint without an image head: exit non-zero, the fix named."""
+    data, train, val, _ = _refit_setup(tmp_path)
+    src = save_tiny(tmp_path / "t.ckpt", trained=True)
+    assert main(["model", "refit-head", str(src), "--data", str(data), "--train-list",
+                 str(train), "--val-list", str(val), "--out", str(tmp_path / "n.ckpt"),
+                 "--device", "cpu"]) != 0
+    assert "no image head" in capsys.readouterr().err
