@@ -185,11 +185,9 @@ def refit_head(
     out: str | Path,
     *,
     settings: HeadFitSettings | None = None,
+    choice: Choice | None = None,
     device: str = "cpu",
     flips: bool = False,
-    max_false_reject: float = 0.02,
-    rule: str = "auto",
-    min_area_px: int = 1,
     group_pattern: str | None = None,
     pipeline: PipelineConfig | None = None,
     name: str | None = None,
@@ -197,8 +195,9 @@ def refit_head(
 ) -> tuple[OperatingPoint, HeadFitReport]:
     """Fit the checkpoint's image head again on the whole images of ``train_list``
     (:mod:`models.head_fit`), then choose the operating point on ``val_list`` through the
-    station's pipeline, and write the checkpoint to ``out`` (``station model refit-head``).
-    The two lists must not share an image."""
+    station's pipeline (``choice``: target, rule, smallest area; default 2 %, auto, 1 px), and
+    write the checkpoint to ``out`` (``station model refit-head``). The two lists must not
+    share an image."""
     ckpt = load_checkpoint(model_path, device)
     meta = ckpt.meta
     if not meta.spec.image_head:
@@ -223,8 +222,7 @@ def refit_head(
         meta.normalisation.std, meta.spec.in_channels, settings, device, progress)
     ckpt.model.to("cpu")
     op = _choose_and_save(
-        ckpt, ds, data, val_list, out, device=device, flips=flips,
-        choice=Choice(max_false_reject=max_false_reject, op_rule=rule, min_area_px=min_area_px),
+        ckpt, ds, data, val_list, out, device=device, flips=flips, choice=choice or Choice(),
         pipeline=pipeline, name=name,
         provenance={"head_refit": {"from": meta.model_id, "train_list": str(train_list),
                                    **report.as_dict()}})

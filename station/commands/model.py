@@ -42,29 +42,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "images the model was not trained on, and keep others apart to qualify the result "
         "(station evaluate).",
     )
-    op.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or 'default'")
-    op.add_argument("--data", required=True, metavar="DIR", help="dataset root")
-    op.add_argument("--format", default="folder-classes",
-                    choices=["folder", "folder-classes", "labelme", "coco"],
-                    help="dataset layout (docs/training.md)")
-    op.add_argument("--split-list", required=True, metavar="FILE",
-                    help="the images to choose on, one Class/stem per line")
-    op.add_argument("--out", required=True, metavar="NEW.ckpt", help="checkpoint to write")
-    op.add_argument("--max-false-reject", type=float, default=0.02, metavar="SHARE",
-                    help="largest share of defect-free images rejected (default 0.02)")
-    op.add_argument("--rule", default="auto",
-                    choices=["auto", "segmentation", "image_head", "either"],
-                    help="part-level rule (default auto: whichever flags most)")
+    _choice_options(op, lists={"--split-list": "the images to choose on"})
     op.add_argument("--flips", action=argparse.BooleanOptionalAction, default=False,
                     help="average the network over flips (three passes; the station then "
                     "flips too); default off")
-    op.add_argument("--min-area-px", type=int, default=1, metavar="PX",
-                    help="smallest minimum area the search tries (default 1)")
-    op.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                    help="where the pipeline runs (auto: CUDA when present)")
-    op.add_argument("--config", metavar="STATION.yaml",
-                    help="take the pipeline settings from this station config")
-    op.add_argument("--name", help="model name in the new checkpoint (default: the old one)")
     op.set_defaults(func=operating_point_cmd)
     rh = msub.add_parser(
         "refit-head", help="fit the image head again on whole images, then choose the "
@@ -77,34 +58,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "and others for --val-list; keep a third set apart to qualify the result "
         "(station evaluate).",
     )
-    rh.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or 'default'")
-    rh.add_argument("--data", required=True, metavar="DIR", help="dataset root")
-    rh.add_argument("--format", default="folder-classes",
-                    choices=["folder", "folder-classes", "labelme", "coco"],
-                    help="dataset layout (docs/training.md)")
-    rh.add_argument("--train-list", required=True, metavar="FILE",
-                    help="images the head is fitted on, one Class/stem per line")
-    rh.add_argument("--val-list", required=True, metavar="FILE",
-                    help="images the operating point is chosen on (none of --train-list)")
-    rh.add_argument("--out", required=True, metavar="NEW.ckpt", help="checkpoint to write")
+    _choice_options(rh, lists={
+        "--train-list": "images the head is fitted on",
+        "--val-list": "images the operating point is chosen on (none of --train-list)"})
     rh.add_argument("--steps", type=int, default=1000, metavar="N",
                     help="fitting steps of 32 images (default 1000)")
-    rh.add_argument("--max-false-reject", type=float, default=0.02, metavar="SHARE",
-                    help="largest share of defect-free images rejected (default 0.02)")
-    rh.add_argument("--rule", default="auto",
-                    choices=["auto", "segmentation", "image_head", "either"],
-                    help="part-level rule (default auto: whichever flags most)")
     rh.add_argument("--flips", action=argparse.BooleanOptionalAction, default=None,
                     help="choose the operating point on outputs averaged over flips (default: "
                     "as CKPT's operating point; the fit itself always uses the flipped images)")
-    rh.add_argument("--min-area-px", type=int, default=1, metavar="PX",
-                    help="smallest minimum area the search tries (default 1)")
-    rh.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                    help="where the encoder and the pipeline run (auto: CUDA when present)")
-    rh.add_argument("--config", metavar="STATION.yaml",
-                    help="take the pipeline settings from this station config")
-    rh.add_argument("--name", help="model name in the new checkpoint (default: the old one)")
     rh.set_defaults(func=refit_head_cmd)
+
+
+def _choice_options(p: argparse.ArgumentParser, lists: dict[str, str]) -> None:
+    """The options ``operating-point`` and ``refit-head`` share: the checkpoint, the data and
+    its lists (``lists``: option -> what its images are for), the output, the choice's target,
+    rule and smallest area, where it runs, the pipeline settings and the new name."""
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file, or 'default'")
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset root")
+    p.add_argument("--format", default="folder-classes",
+                   choices=["folder", "folder-classes", "labelme", "coco"],
+                   help="dataset layout (docs/training.md)")
+    for option, what in lists.items():
+        p.add_argument(option, required=True, metavar="FILE",
+                       help=f"{what}, one Class/stem per line")
+    p.add_argument("--out", required=True, metavar="NEW.ckpt", help="checkpoint to write")
+    p.add_argument("--max-false-reject", type=float, default=0.02, metavar="SHARE",
+                   help="largest share of defect-free images rejected (default 0.02)")
+    p.add_argument("--rule", default="auto",
+                   choices=["auto", "segmentation", "image_head", "either"],
+                   help="part-level rule (default auto: whichever flags most)")
+    p.add_argument("--min-area-px", type=int, default=1, metavar="PX",
+                   help="smallest minimum area the search tries (default 1)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where the network and the pipeline run (auto: CUDA when present)")
+    p.add_argument("--config", metavar="STATION.yaml",
+                   help="take the pipeline settings from this station config")
+    p.add_argument("--name", help="model name in the new checkpoint (default: the old one)")
 
 
 def info_cmd(args: argparse.Namespace) -> int:
@@ -208,6 +197,7 @@ def refit_head_cmd(args: argparse.Namespace) -> int:
     from models import DEFAULT_CHECKPOINT
     from models.checkpoint import read_checkpoint
     from models.head_fit import HeadFitSettings
+    from models.scoring import Choice
     from station.commands._common import device_and_pipeline
     from station.qualify import refit_head
 
@@ -229,10 +219,10 @@ def refit_head_cmd(args: argparse.Namespace) -> int:
     try:
         op, report = refit_head(
             path, args.data, args.format, args.train_list, args.val_list, args.out,
-            settings=HeadFitSettings(steps=args.steps), device=device, flips=flips,
-            max_false_reject=args.max_false_reject, rule=args.rule,
-            min_area_px=args.min_area_px, pipeline=pipeline, name=args.name,
-            progress=progress)
+            settings=HeadFitSettings(steps=args.steps),
+            choice=Choice(max_false_reject=args.max_false_reject, op_rule=args.rule,
+                          min_area_px=args.min_area_px),
+            device=device, flips=flips, pipeline=pipeline, name=args.name, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
