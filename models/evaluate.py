@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import structlog
@@ -29,13 +31,42 @@ import structlog
 from models.data import Dataset
 from models.metrics import Accumulator
 from models.operating_point import ImageRecord, OperatingPoint, flagged
-from models.plots import confusion_chart, line_chart
+from models.plots import confusion_chart, image_sheet, line_chart
 from models.runtime import class_map
 from models.scoring import Scorer
 
 log = structlog.get_logger(__name__)
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
+
+#: At most this many wrongly decided images are drawn in ``errors.png``.
+MAX_ERROR_THUMBS = 48
+#: Height of each of them there [px].
+THUMB_HEIGHT = 150
+
+
+@dataclass(frozen=True)
+class ErrorThumb:
+    """One wrongly decided image as drawn in ``errors.png``: the image, the true defect
+    outlined in green, what the model drew in red, and a caption."""
+
+    image: U8  # BGR
+    caption: str
+
+
+def error_thumb(image: U8, truth: U8, pred: U8, caption: str) -> ErrorThumb:
+    """A thumbnail of ``image`` (grey) with the outlines of ``truth`` (green) and ``pred``
+    (red) class maps, scaled to :data:`THUMB_HEIGHT`."""
+    bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    for mask, colour in ((truth, (0, 170, 0)), (pred, (0, 0, 230))):
+        contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(bgr, contours, -1, colour, max(1, image.shape[0] // THUMB_HEIGHT))
+    scale = THUMB_HEIGHT / image.shape[0]
+    width = max(1, min(4 * THUMB_HEIGHT, round(image.shape[1] * scale)))
+    thumb = cv2.resize(bgr, (width, THUMB_HEIGHT), interpolation=cv2.INTER_AREA)
+    return ErrorThumb(np.ascontiguousarray(thumb), caption)
+
 
 #: The headline figures of a report (a public interface: the keys of report.json).
 HEADLINE_KEYS: tuple[str, ...] = (
@@ -95,9 +126,11 @@ def evaluate(
     ds: Dataset,
     indices: Sequence[int] | None = None,
     progress: bool = False,
+    errors: list[ErrorThumb] | None = None,
 ) -> Accumulator:
     """Run the scorer over ``ds`` (or the chosen indices) and accumulate the metrics at
-    ``op``."""
+    ``op``. ``errors``, when given, receives a thumbnail of each of the first
+    :data:`MAX_ERROR_THUMBS` wrongly decided images (for ``errors.png``)."""
     thresholds = {c: op.pixel_thresholds[c] for c in classes}
     ths = [thresholds[c] for c in classes]
     mapping = np.asarray(map_classes(ds, classes), np.uint8)
@@ -114,8 +147,16 @@ def evaluate(
         image_pred = 0
         if flagged(op, record):
             counts = np.bincount(pred.ravel(), minlength=len(classes) + 1)[1:]
-            image_pred = int(counts.argmax()) + 1 if counts.any() else 1
-        acc.add(gt, pred, probs.max(axis=0), label, part_score(op, record), image_pred)
+            image_pred = int(counts.argmax()) + 1 if counts.any() else len(classes) + 1
+        score = part_score(op, record)
+        name = ds.samples[i].name
+        acc.add(gt, pred, probs.max(axis=0), label, score, image_pred, name)
+        if errors is not None and (label > 0) != (image_pred > 0) \
+                and len(errors) < MAX_ERROR_THUMBS:
+            truth = (["defect-free", *classes])[label]
+            kind = "missed" if label else "false reject"
+            errors.append(error_thumb(image, gt, pred, f"{kind}: {name}\n{truth}, "
+                                                       f"score {score:.2f}"))
         if progress and (k + 1) % 50 == 0:
             log.info("evaluate.progress", done=k + 1, total=len(chosen))
     return acc
@@ -128,9 +169,12 @@ def _md_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(acc: Accumulator, out: Path, info: dict[str, Any]) -> dict[str, Any]:
+def write_report(
+    acc: Accumulator, out: Path, info: dict[str, Any], errors: Sequence[ErrorThumb] = (),
+) -> dict[str, Any]:
     """Write report.json, report.md, pr_curve.png, image_sweep.png, confusion_matrix.json/png
-    (pixel and image level) into ``out``; return the report dict."""
+    (pixel and image level) and errors.png (``errors``' thumbnails) into ``out``; return the
+    report dict."""
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = dict(acc.report())
     curve = acc.pixel_pr_curve()
@@ -141,7 +185,7 @@ def write_report(acc: Accumulator, out: Path, info: dict[str, Any]) -> dict[str,
         "pixel": {"rows_truth": names, "cols_prediction": names, "matrix": acc.conf.tolist()},
         "image": {
             "rows_truth": image_names,
-            "cols_prediction": ["not flagged", *acc.classes],
+            "cols_prediction": ["not flagged", *acc.classes, "no region"],
             "matrix": acc.image_confusion().tolist(),
         },
     }
@@ -152,7 +196,7 @@ def write_report(acc: Accumulator, out: Path, info: dict[str, Any]) -> dict[str,
     confusion_chart(
         acc.image_confusion(),
         image_names,
-        ["none", *acc.classes],
+        ["none", *acc.classes, "no region"],
         out / "confusion_matrix_image.png",
         "image confusion (rows truth)",
     )
@@ -181,9 +225,14 @@ def write_report(acc: Accumulator, out: Path, info: dict[str, Any]) -> dict[str,
         report[f"sweep.image_recall_at_frr_{target}"] = (
             max(s["defect_recall"] for s in ok) if ok else 0.0
         )
+    image_sheet([(e.image, e.caption) for e in errors], out / "errors.png",
+                f"wrongly decided images ({len(acc.image_errors())}; green truth, red model)"
+                + (f", first {len(errors)} drawn" if len(errors) < len(acc.image_errors())
+                   else ""))
     doc = {
         **report,
         "info": info,
+        "image_errors": acc.image_errors(),
         "pixel_pr_curve": curve,
         "image_sweep": sweep,
         "confusion_matrix": conf_doc,
@@ -225,8 +274,17 @@ def render_markdown(report: dict[str, Any], acc: Accumulator, info: dict[str, An
         f"- best recall at <= 5 % false rejects (sweep): {f('sweep.image_recall_at_frr_0.05')}",
         *(f"- image.defect_recall.{c}: {f('image.defect_recall.' + c)}" for c in acc.classes),
         "",
+        "## Wrongly decided images (errors.png draws them)",
+        "",
+        _md_table([["image", "truth", "kind", "part score"]]
+                  + [[str(e["image"]), str(e["truth"]), str(e["kind"]),
+                      f"{float(e['score']):.3f}"]  # type: ignore[arg-type]
+                     for e in acc.image_errors()])
+        if acc.image_errors() else "none",
+        "",
         "Charts: pr_curve.png, image_sweep.png, confusion_matrix.png, "
-        "confusion_matrix_image.png; matrices in confusion_matrix.json.",
+        "confusion_matrix_image.png (column 'no region': flagged, but no pixel reached its "
+        "class threshold), errors.png; matrices in confusion_matrix.json.",
         "",
     ]
     return "\n".join(lines)

@@ -168,7 +168,9 @@ class Accumulator:
     neg_hist: I64 = field(init=False)
     image_scores: list[float] = field(default_factory=list)
     image_labels: list[int] = field(default_factory=list)  # 0 = defect-free, c = class c
-    image_preds: list[int] = field(default_factory=list)  # 0 = not flagged, c = dominant class
+    #: 0 = not flagged, c = dominant predicted class, K + 1 = flagged with no region drawn
+    image_preds: list[int] = field(default_factory=list)
+    image_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.classes) + 1
@@ -184,11 +186,13 @@ class Accumulator:
         label: int,
         score: float,
         image_pred: int,
+        name: str = "",
     ) -> None:
         """One image: ground-truth and predicted class maps, the any-defect probability map,
         the image label (0 = defect-free, else its class), the image score (see
-        :func:`image_score`) and the image decision at the operating point (0 = not flagged,
-        else the predicted class)."""
+        :func:`image_score`), the image decision at the operating point (0 = not flagged,
+        else the predicted class; K + 1 = flagged, but no pixel reached a class threshold)
+        and its name (for the list of errors)."""
         n = len(self.classes) + 1
         self.conf += confusion(gt, pred, n)
         b = np.clip((prob * self.bins).astype(np.int64), 0, self.bins - 1)
@@ -198,6 +202,7 @@ class Accumulator:
         self.image_scores.append(float(score))
         self.image_labels.append(int(label))
         self.image_preds.append(int(image_pred))
+        self.image_names.append(name)
 
     # ------------------------------------------------------------ summaries
 
@@ -219,13 +224,28 @@ class Accumulator:
         return score_sweep(np.asarray(self.image_scores, np.float64), labels)
 
     def image_confusion(self) -> I64:
-        """(K+1, K+1) image-level confusion: rows = true label (0 = defect-free), columns =
-        prediction (0 = not flagged, else the dominant predicted class)."""
+        """(K+1, K+2) image-level confusion: rows = true label (0 = defect-free), columns =
+        prediction (0 = not flagged, 1..K = the dominant predicted class, K+1 = flagged with
+        no region drawn, e.g. by the image head alone)."""
         n = len(self.classes) + 1
-        m = np.zeros((n, n), np.int64)
+        m = np.zeros((n, n + 1), np.int64)
         for t, p in zip(self.image_labels, self.image_preds, strict=True):
             m[t, p] += 1
         return m
+
+    def image_errors(self) -> list[dict[str, object]]:
+        """The images the operating point got wrong: defective ones it let pass (``missed``)
+        and defect-free ones it rejected (``false reject``), each with its name, true class
+        and part score; missed first, each kind by descending score."""
+        names = ["defect-free", *self.classes]
+        out: list[dict[str, object]] = []
+        for name, t, p, score in zip(self.image_names, self.image_labels, self.image_preds,
+                                     self.image_scores, strict=True):
+            if (t > 0) != (p > 0):
+                out.append({"image": name, "truth": names[t],
+                            "kind": "missed" if t > 0 else "false reject", "score": score})
+        out.sort(key=lambda e: (e["kind"] != "missed", -float(e["score"])))  # type: ignore[arg-type]
+        return out
 
     def report(self) -> dict[str, object]:
         """The report dictionary with the public flat keys (``pixel.f1`` ...)."""

@@ -122,3 +122,26 @@ def confusion_chart(
                 img, str(int(matrix[i, j])), (x + 8, y + cell // 2 + 5), FONT, 0.45, colour, 1
             )
     return _write(path, img)
+
+
+def image_sheet(
+    tiles: Sequence[tuple[npt.NDArray[np.uint8], str]],
+    path: Path,
+    title: str = "",
+    columns: int = 6,
+) -> Path:
+    """Thumbnails (BGR, any sizes) on a grid, each with a caption under it; one row of text
+    saying so when there are none."""
+    cell_w = max([t.shape[1] for t, _ in tiles], default=200)
+    cell_h = max([t.shape[0] for t, _ in tiles], default=0) + 34
+    cols = max(1, min(columns, len(tiles)))
+    rows = -(-len(tiles) // cols)
+    img = np.full((40 + rows * cell_h + 10, 10 + cols * (cell_w + 10), 3), 255, np.uint8)
+    cv2.putText(img, title or ("none" if not tiles else ""), (10, 26), FONT, 0.6, (0, 0, 0), 1)
+    for k, (thumb, caption) in enumerate(tiles):
+        x, y = 10 + (k % cols) * (cell_w + 10), 40 + (k // cols) * cell_h
+        h, w = thumb.shape[:2]
+        img[y:y + h, x:x + w] = thumb
+        for j, line in enumerate(caption.split("\n")[:2]):
+            cv2.putText(img, line[:40], (x, y + h + 13 + 13 * j), FONT, 0.38, (0, 0, 0), 1)
+    return _write(path, img)

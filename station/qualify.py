@@ -24,7 +24,13 @@ from config.pipeline import PipelineConfig
 from config.rules import RulesConfig
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.data import Dataset, load_dataset
-from models.evaluate import evaluate, evaluation_info, split_indices, write_report
+from models.evaluate import (
+    ErrorThumb,
+    evaluate,
+    evaluation_info,
+    split_indices,
+    write_report,
+)
 from models.head_fit import HeadFitReport, HeadFitSettings, refit_image_head
 from models.operating_point import OperatingPoint
 from models.scoring import Choice, choose_operating_point
@@ -135,7 +141,8 @@ def run_evaluation(
     indices = split_indices(ds, split_list)
     scorer = InspectorScorer.for_checkpoint(ckpt, device, pipeline)
     op = ckpt.meta.effective_operating_point()
-    acc = evaluate(scorer, ckpt.meta.spec.defect_classes, op, ds, indices, progress)
+    errors: list[ErrorThumb] = []
+    acc = evaluate(scorer, ckpt.meta.spec.defect_classes, op, ds, indices, progress, errors)
     cfg = scorer.inspector.cfg
     info = evaluation_info(
         op, acc, model=str(model_path), model_id=ckpt.meta.model_id, data=str(data),
@@ -146,7 +153,7 @@ def run_evaluation(
         + (", test-time flips" if scorer.flips else ""),
         trained=ckpt.meta.trained, seconds=round(time.monotonic() - t0, 1),
     )
-    return write_report(acc, Path(out), info)
+    return write_report(acc, Path(out), info, errors)
 
 
 def rechoose_operating_point(

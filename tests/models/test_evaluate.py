@@ -9,7 +9,14 @@ import torch
 
 from models.build import ModelSpec, build_model
 from models.checkpoint import load_checkpoint, save_checkpoint
-from models.evaluate import evaluate, part_score, write_report
+from models.evaluate import (
+    THUMB_HEIGHT,
+    ErrorThumb,
+    error_thumb,
+    evaluate,
+    part_score,
+    write_report,
+)
 from models.operating_point import ImageRecord, OperatingPoint
 from models.scoring import RuntimeScorer
 from tests.models.test_data import make_tile_dataset
@@ -64,9 +71,10 @@ def test_evaluate_writes_every_public_key(tmp_path: Path) -> None:
     ckpt = load_checkpoint(tiny_checkpoint(tmp_path / "m.pt", ["Blowhole", "Crack"]))
     out = tmp_path / "report"
     op = ckpt.meta.effective_operating_point()
+    errors: list[ErrorThumb] = []
     acc = evaluate(RuntimeScorer(ckpt), ckpt.meta.spec.defect_classes, op,
-                   load_dataset(data, "folder-classes"))
-    write_report(acc, out, {"model": "tiny"})
+                   load_dataset(data, "folder-classes"), errors=errors)
+    write_report(acc, out, {"model": "tiny"}, errors)
     report = json.loads((out / "report.json").read_text())
     for key in PUBLIC_KEYS:
         assert isinstance(report[key], float), key
@@ -77,8 +85,34 @@ def test_evaluate_writes_every_public_key(tmp_path: Path) -> None:
     assert len(report["pixel_pr_curve"]) > 10 and len(report["image_sweep"]) >= 1
     conf = json.loads((out / "confusion_matrix.json").read_text())
     assert len(conf["pixel"]["matrix"]) == 3 and len(conf["image"]["matrix"]) == 3
-    for name in ("report.md", "pr_curve.png", "image_sweep.png", "confusion_matrix.png"):
+    assert conf["image"]["cols_prediction"][-1] == "no region"
+    for name in ("report.md", "pr_curve.png", "image_sweep.png", "confusion_matrix.png",
+                 "errors.png"):
         assert (out / name).stat().st_size > 0, name
+    # every wrongly decided image is listed (json and md) and drawn
+    wrong = [n for n, t, p in zip(acc.image_names, acc.image_labels, acc.image_preds,
+                                  strict=True) if (t > 0) != (p > 0)]
+    assert sorted(e["image"] for e in report["image_errors"]) == sorted(wrong)
+    assert len(errors) == len(wrong)
+    md = (out / "report.md").read_text()
+    assert all(n in md for n in wrong)
+
+
+def test_error_thumbnails_outline_truth_and_prediction() -> None:
+    """A thumbnail is THUMB_HEIGHT px high, keeps the aspect ratio, and shows the true
+    defect in green and the model's in red."""
+    import numpy as np
+
+    img = np.full((300, 450), 90, np.uint8)
+    truth = np.zeros_like(img)
+    truth[50:120, 60:140] = 1
+    pred = np.zeros_like(img)
+    pred[200:260, 300:400] = 2
+    t = error_thumb(img, truth, pred, "missed: x")
+    assert t.image.shape == (THUMB_HEIGHT, 225, 3)
+    g, r = (t.image[..., k].astype(int) for k in (1, 2))
+    assert ((g - r) > 60).any() and ((r - g) > 60).any()
+    assert t.caption == "missed: x"
 
 
 def test_part_score_ranks_images_as_the_rule_flags_them() -> None:

@@ -43,10 +43,11 @@ def test_accumulator_report_sums_over_images() -> None:
     gt1 = np.array([[0, 1], [1, 0]], np.uint8)
     pred1 = np.array([[0, 1], [0, 0]], np.uint8)
     prob1 = np.array([[0.1, 0.9], [0.4, 0.0]], np.float32)
-    acc.add(gt1, pred1, prob1, label=1, score=0.9, image_pred=1)
+    acc.add(gt1, pred1, prob1, label=1, score=0.9, image_pred=1, name="one")
     gt2 = np.zeros((2, 2), np.uint8)
     pred2 = np.array([[0, 0], [0, 2]], np.uint8)
-    acc.add(gt2, pred2, np.array([[0, 0], [0, 0.7]], np.float32), label=0, score=0.7, image_pred=2)
+    acc.add(gt2, pred2, np.array([[0, 0], [0, 0.7]], np.float32), label=0, score=0.7,
+            image_pred=2, name="two")
     r = acc.report()
     # binary: TP 1, FP 1, FN 1
     assert r["pixel.precision"] == pytest.approx(0.5)
@@ -56,7 +57,9 @@ def test_accumulator_report_sums_over_images() -> None:
     assert r["class.a.f1"] == pytest.approx(2 / 3)
     assert r["class.mean.f1"] == pytest.approx(2 / 3) and r["class.std.f1"] == 0.0
     assert r["image.defect_recall"] == 1.0 and r["image.false_reject_rate"] == 1.0
-    assert acc.image_confusion().tolist() == [[0, 0, 1], [0, 1, 0], [0, 0, 0]]
+    assert acc.image_confusion().tolist() == [[0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+    assert acc.image_errors() == [
+        {"image": "two", "truth": "defect-free", "kind": "false reject", "score": 0.7}]
     sweep = {s["threshold"]: s for s in acc.image_sweep()}  # at each distinct score
     assert sorted(sweep) == [0.7, 0.9]
     assert sweep[0.9]["defect_recall"] == 1.0 and sweep[0.9]["false_reject_rate"] == 0.0
@@ -88,3 +91,21 @@ def test_auroc_counts_ties_half_and_works_on_logits() -> None:
     assert auroc(np.array([1.0, 1.0, 1.0, 1.0]), y) == 0.5
     assert auroc(np.array([0.0, 1.0, 2.0, 3.0]), y) == 0.25
     assert auroc(np.array([1.0, 2.0]), np.array([True, True])) == 0.5
+
+
+def test_image_errors_list_misses_first_and_flagged_without_a_region() -> None:
+    """Missed defective images come first (highest score first), then false rejects; an
+    image flagged with no region drawn (K + 1) counts as flagged, in its own column."""
+    acc = Accumulator(["a"])
+    z = np.zeros((2, 2), np.uint8)
+    zp = np.zeros((2, 2), np.float32)
+    acc.add(z, z, zp, label=1, score=-3.0, image_pred=0, name="low miss")
+    acc.add(z, z, zp, label=1, score=-1.0, image_pred=0, name="high miss")
+    acc.add(z, z, zp, label=0, score=5.0, image_pred=2, name="no-region reject")
+    acc.add(z, z, zp, label=1, score=4.0, image_pred=2, name="head only")
+    assert [e["image"] for e in acc.image_errors()] == [
+        "high miss", "low miss", "no-region reject"]
+    assert acc.image_confusion().tolist() == [[0, 0, 1], [2, 0, 1]]
+    r = acc.report()
+    assert r["image.defect_recall"] == pytest.approx(1 / 3)
+    assert r["image.false_reject_rate"] == 1.0
