@@ -167,7 +167,11 @@ class TrainConfig(_Strict):
     model: ModelSection = Field(default_factory=lambda: ModelSection())
     patch: PatchSection = Field(default_factory=lambda: PatchSection())
     augment: AugmentSection = Field(default_factory=lambda: AugmentSection())
-    loss: Literal["bce", "dice", "wbd", "ce_dice"] = Field(default="wbd", description="Loss [-]")
+    loss: Literal["bce", "dice", "wbd", "wbd_present", "ce_dice"] = Field(
+        default="wbd",
+        description="Loss: bce, dice, wbd (0.05 bce + 0.95 dice, the paper's), wbd_present "
+        "(wbd with the dice over the classes present in the batch only), ce_dice (softmax) [-]",
+    )
     any_weight: float = Field(
         default=1.0,
         ge=0,

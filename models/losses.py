@@ -9,7 +9,11 @@ Dice (paper eq. 3, squared denominators), per channel over the whole batch::
 
     dice_loss = 1 - (2 * sum(p * g) + eps) / (sum(p ** 2) + sum(g ** 2) + eps)
 
-averaged over channels. ``wbd = 0.05 * bce + 0.95 * dice``.
+averaged over channels. ``wbd = 0.05 * bce + 0.95 * dice``. ``wbd_present`` is ``wbd`` with
+the dice averaged only over the channels that have a target pixel in the batch: a batch
+without a class then pushes that channel down by the BCE alone, not by a dice of an empty
+target, which drives it to saturation (where its gradient vanishes; docs/results.md, the dead
+Blowhole channel).
 
 Every loss takes an optional ``valid`` mask ``(N, 1, H, W)`` (1 = a real pixel, 0 = padding
 that a whole-image batch added): padded pixels count for nothing.
@@ -28,7 +32,7 @@ from models.build import ModelSpec
 from models.runtime import split_outputs
 
 LossFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
-LOSSES: tuple[str, ...] = ("bce", "dice", "wbd", "ce_dice")
+LOSSES: tuple[str, ...] = ("bce", "dice", "wbd", "wbd_present", "ce_dice")
 #: the paper's weights of the weighted loss
 WBD_BCE_WEIGHT = 0.05
 WBD_DICE_WEIGHT = 0.95
@@ -45,16 +49,22 @@ def bce_loss(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Ten
 
 
 def soft_dice_loss(
-    probs: Tensor, target: Tensor, eps: float = EPS, valid: Tensor | None = None
+    probs: Tensor, target: Tensor, eps: float = EPS, valid: Tensor | None = None,
+    present_only: bool = False,
 ) -> Tensor:
-    """Squared-denominator dice loss of probabilities, per channel over the batch, mean."""
+    """Squared-denominator dice loss of probabilities, per channel over the batch, mean
+    (``present_only``: over the channels with a target pixel in the batch; 0 if none)."""
     p, g = probs.float(), target.float()
     if valid is not None:
         p, g = p * valid.float(), g * valid.float()
     dims = (0, 2, 3)
     inter = (p * g).sum(dims)
     denom = (p * p).sum(dims) + (g * g).sum(dims)
-    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+    per = 1 - (2 * inter + eps) / (denom + eps)
+    if present_only:
+        present = g.sum(dims) > 0
+        return per[present].sum() / present.sum().clamp(min=1)
+    return per.mean()
 
 
 def dice_loss(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -66,6 +76,12 @@ def wbd_loss(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Ten
     """The paper's weighted loss: 0.05 bce + 0.95 dice."""
     return (WBD_BCE_WEIGHT * bce_loss(logits, target, valid)
             + WBD_DICE_WEIGHT * dice_loss(logits, target, valid))
+
+
+def wbd_present_loss(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
+    """``wbd`` with the dice over the channels present in the batch only."""
+    dice = soft_dice_loss(torch.sigmoid(logits.float()), target, valid=valid, present_only=True)
+    return WBD_BCE_WEIGHT * bce_loss(logits, target, valid) + WBD_DICE_WEIGHT * dice
 
 
 def ce_dice_loss(logits: Tensor, target: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -91,6 +107,7 @@ def get_loss(name: str) -> LossFn:
         "bce": bce_loss,
         "dice": dice_loss,
         "wbd": wbd_loss,
+        "wbd_present": wbd_present_loss,
         "ce_dice": ce_dice_loss,
     }
     if name not in table:

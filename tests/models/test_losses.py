@@ -95,3 +95,27 @@ def test_image_head_loss_and_labels() -> None:
     assert float(with_head) > float(base)
     wrong = compute_loss((seg, -img), mask, spec, "wbd", 1.0, image_weight=2.0)
     assert float(wrong) > float(with_head)
+
+
+def test_wbd_present_leaves_absent_channels_to_the_bce() -> None:
+    """wbd_present: the dice averages only the channels with target pixels in the batch; a
+    batch where no channel has one gives the BCE term alone; with every channel present it
+    equals wbd."""
+    from models.losses import WBD_BCE_WEIGHT, bce_loss, get_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 4, 4)
+    target = torch.zeros(2, 2, 4, 4)
+    target[0, 0, 1:3, 1:3] = 1.0  # channel 0 present, channel 1 absent
+    p = torch.sigmoid(logits)
+    inter = (p[:, 0] * target[:, 0]).sum()
+    dice0 = 1 - (2 * inter + 1) / ((p[:, 0] ** 2).sum() + target[:, 0].sum() + 1)
+    expected = WBD_BCE_WEIGHT * bce_loss(logits, target) + 0.95 * dice0
+    assert torch.allclose(get_loss("wbd_present")(logits, target, None), expected, atol=1e-6)
+    empty = torch.zeros_like(target)
+    assert torch.allclose(get_loss("wbd_present")(logits, empty, None),
+                          WBD_BCE_WEIGHT * bce_loss(logits, empty), atol=1e-6)
+    full = target.clone()
+    full[1, 1, 0, 0] = 1.0
+    assert torch.allclose(get_loss("wbd_present")(logits, full, None),
+                          get_loss("wbd")(logits, full, None), atol=1e-6)
