@@ -147,6 +147,8 @@ def fit_head(
     """Fit ``head``'s 1 x 1 convolution in place on cached ``features`` (per image, its flip
     variants) against ``targets`` ``(N, K)``: the maximum over positions, binary
     cross-entropy, AdamW. Each step draws ``batch_size`` images and one variant of each.
+    Every draw (images, variants, dropout) comes from a generator seeded with
+    ``settings.seed``: the same features give the same head.
     Returns the mean loss of the first and of the last 10 % of steps."""
     if len(features) != len(targets) or not len(features):
         raise ModelError(
@@ -166,8 +168,9 @@ def fit_head(
         total = torch.zeros(())
         for j, v in zip(picks, variants, strict=True):
             feats = features[j][v % len(features[j])].float()
-            if settings.dropout:
-                feats = F.dropout2d(feats[None], settings.dropout, training=True)[0]
+            if settings.dropout:  # channel dropout, drawn from the fit's own generator
+                keep = torch.rand(feats.shape[0], generator=gen) >= settings.dropout
+                feats = feats * (keep.float() / (1 - settings.dropout))[:, None, None]
             logits = (torch.einsum("kc,chw->khw", weight, feats)
                       + bias[:, None, None]).amax(dim=(1, 2))
             total = total + F.binary_cross_entropy_with_logits(logits, targets[j])

@@ -126,3 +126,23 @@ def test_refit_refuses_what_it_cannot_fit(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="one target row per image"):
         fit_head(MaxImageHead(4, 1), [[torch.zeros(4, 1, 1)]], torch.zeros(2, 1),
                  HeadFitSettings(steps=1))
+
+
+def test_fit_is_the_same_for_the_same_seed() -> None:
+    """Two fits from the same head on the same features with the same seed give the same
+    weights, whatever the global torch generator did in between; another seed differs."""
+    gen = torch.Generator().manual_seed(1)
+    features = [[torch.randn(6, 2, 3, generator=gen).half()] for _ in range(8)]
+    targets = torch.tensor([[float(k % 2)] for k in range(8)])
+
+    def fit(seed: int) -> torch.Tensor:
+        head = MaxImageHead(6, 1)
+        with torch.no_grad():
+            head.conv.weight.fill_(0.1)
+            head.conv.bias.zero_()  # type: ignore[union-attr]
+        torch.rand(100)  # the global generator moves on
+        fit_head(head, features, targets, HeadFitSettings(steps=20, batch_size=4, seed=seed))
+        return head.conv.weight.detach().clone()
+
+    assert torch.equal(fit(0), fit(0))
+    assert not torch.equal(fit(0), fit(1))
