@@ -216,6 +216,7 @@ class GenICamCamera:
             producers = ([] if self.cfg.backend == "pylon" else
                          [str(p) for p in resolve_producers(self.cfg.genicam.cti)])
             spec = {"name": self.name, "backend": self.cfg.backend, "producers": producers,
+                    "timeout_s": float(self.cfg.timeout_s),
                     "genicam": self.cfg.genicam.model_dump(mode="json")}
             self._spawn()
             try:

@@ -122,6 +122,27 @@ def _device_info(d: Any) -> dict[str, str]:
     }
 
 
+def send_software_trigger(cam: Any, name: str, ready_s: float, on_timeout: Any) -> int:
+    """Wait up to ``ready_s`` for ``cam`` (a pylon InstantCamera) to be ready for a frame
+    trigger, then execute TriggerSoftware; the trigger's wall-clock time [ns].
+
+    A trigger executed before the grab engine or the sensor is ready is dropped by the camera
+    and the grab then times out with no reason given (seen on a loaded CI machine with the
+    pylon emulation). Never ready: ``CameraTimeout`` naming the camera, and no trigger sent.
+    ``on_timeout`` is pylon's ``TimeoutHandling_Return`` (passed in, so that this logic runs
+    without loading pylon's native libraries).
+    """
+    if not cam.WaitForFrameTriggerReady(max(1, int(ready_s * 1000)), on_timeout):
+        raise CameraTimeout(
+            f"camera {name}: not ready for a software trigger within {ready_s:.1f} s (pylon "
+            "WaitForFrameTriggerReady); the trigger was not sent; check the exposure time and "
+            "the frame rate limit (AcquisitionFrameRate)"
+        )
+    triggered_ns = time.time_ns()
+    cam.TriggerSoftware.Execute()
+    return triggered_ns
+
+
 class PylonSession(Session):
     """One pylon camera (InstantCamera) in the worker."""
 
@@ -130,12 +151,19 @@ class PylonSession(Session):
         super().__init__(log)
         self._cam: Any = None
         self._nm: _NodeMap | None = None
+        self._trigger_ready_s = 2.0
 
     def open(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Enumerate, select, open, apply features, choose the trigger mode, start."""
         from pypylon import pylon
 
         self.name = str(spec["name"])
+        # How long a software trigger waits for the camera to be ready for it (pylon's
+        # WaitForFrameTriggerReady), bounded by the camera's timeout_s so that the parent's
+        # reply deadline (timeout_s + reply_margin_s) holds. A trigger executed before the
+        # grab engine or the sensor is ready is dropped by the camera, and the grab then times
+        # out with no reason given (seen on a loaded CI machine with the pylon emulation).
+        self._trigger_ready_s = float(spec.get("timeout_s", 2.0))
         gc: dict[str, Any] = spec["genicam"]
         tl = pylon.TlFactory.GetInstance()
         devices = list(tl.EnumerateDevices())
@@ -191,14 +219,19 @@ class PylonSession(Session):
         """Nothing outlives the camera (pylon's transport layer factory is process-wide)."""
 
     def trigger(self) -> None:
-        """Software: execute TriggerSoftware. Single: grab one. Hardware: nothing."""
-        self._triggered_ns = time.time_ns()
+        """Software: wait until the camera is ready for a frame trigger, then execute
+        TriggerSoftware. Single: grab one. Hardware: nothing."""
+        from pypylon import pylon
+
         try:
             if self._cam is None or self._cam.IsCameraDeviceRemoved():
                 raise CameraLost(f"camera {self.name}: device removed")
             if self.mode == "software":
-                self._cam.TriggerSoftware.Execute()
-            elif self.mode == "single":
+                self._triggered_ns = send_software_trigger(
+                    self._cam, self.name, self._trigger_ready_s, pylon.TimeoutHandling_Return)
+                return
+            self._triggered_ns = time.time_ns()
+            if self.mode == "single":
                 self._stop()
                 self._start()
         except CameraError:

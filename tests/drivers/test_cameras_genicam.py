@@ -30,6 +30,7 @@ from config.errors import (
 )
 from drivers.cameras import CameraRig, GenICamCamera, discover, open_camera
 from drivers.cameras._cti import GENTL_PATH_VAR, resolve_producers, viky_cti
+from drivers.cameras._pylon import send_software_trigger
 
 Events = list[tuple[str, dict[str, object]]]
 
@@ -360,7 +361,7 @@ def pylon_rig() -> Iterator[tuple[CameraRig, Events]]:
     os.environ["PYLON_CAMEMU"] = "2"
     events: Events = []
     cams = [open_camera(CameraConfig(
-        name=f"basler{i}", backend="pylon", timeout_s=2.0, genicam=GenICamConfig(
+        name=f"basler{i}", backend="pylon", timeout_s=5.0, genicam=GenICamConfig(
             serial_number=f"0815-000{i}", features={
                 "PixelFormat": "BayerRG8", "Width": 4096, "Height": 3000,
                 "ExposureTime": 8000.0, "ForceFailedBufferCount": 1})), Path("."))
@@ -409,6 +410,47 @@ def test_pylon_failed_buffers_are_retried_once_then_refused(
         rig.acquire()
     assert all(f.complete for f in rig.acquire())
     assert not events
+
+
+class _NotReadyCamera:
+    """Stands in for a pylon InstantCamera that never becomes ready for a frame trigger (a
+    state the emulation does not reproduce: it is always ready); records what was called."""
+
+    def __init__(self, ready: bool) -> None:
+        self.ready = ready
+        self.waited_ms: list[int] = []
+        self.executed = 0
+        self.TriggerSoftware = self
+
+    def IsCameraDeviceRemoved(self) -> bool:
+        return False
+
+    def WaitForFrameTriggerReady(self, ms: int, handling: object) -> bool:
+        assert handling is not None
+        self.waited_ms.append(ms)
+        return self.ready
+
+    def Execute(self) -> None:
+        self.executed += 1
+
+
+@pytest.mark.parametrize("ready", [True, False])
+def test_pylon_software_trigger_waits_until_the_camera_is_ready(ready: bool) -> None:
+    """A software trigger waits (up to the camera's timeout_s) for pylon's frame-trigger-ready
+    before TriggerSoftware: a trigger sent earlier is dropped by the camera and the grab would
+    time out with no reason (a CI flake on the emulation). Never ready: CameraTimeout naming
+    the camera, the wait and the fix, and no trigger sent."""
+    cam = _NotReadyCamera(ready)
+    handling = object()  # pylon's TimeoutHandling_Return, passed through
+    if ready:
+        assert send_software_trigger(cam, "basler9", 1.5, handling) > 0
+        assert cam.executed == 1
+    else:
+        with pytest.raises(CameraTimeout, match=r"camera basler9: not ready for a software "
+                           r"trigger within 1.5 s .*WaitForFrameTriggerReady.*not sent"):
+            send_software_trigger(cam, "basler9", 1.5, handling)
+        assert cam.executed == 0
+    assert cam.waited_ms == [1500]
 
 
 def test_pylon_emulation_takes_a_hardware_trigger_line_it_cannot_fire() -> None:
