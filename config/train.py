@@ -8,12 +8,16 @@ applies, a range. Unknown keys are refused. See ``config/train.example.yaml`` an
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.errors import ConfigError
+
+#: The training losses by name (models.losses implements each; a test keeps them equal).
+LossName = Literal["bce", "dice", "wbd", "wbd_present", "ce_dice"]
+LOSS_NAMES: tuple[str, ...] = get_args(LossName)
 
 
 class _Strict(BaseModel):
@@ -167,7 +171,7 @@ class TrainConfig(_Strict):
     model: ModelSection = Field(default_factory=lambda: ModelSection())
     patch: PatchSection = Field(default_factory=lambda: PatchSection())
     augment: AugmentSection = Field(default_factory=lambda: AugmentSection())
-    loss: Literal["bce", "dice", "wbd", "wbd_present", "ce_dice"] = Field(
+    loss: LossName = Field(
         default="wbd",
         description="Loss: bce, dice, wbd (0.05 bce + 0.95 dice, the paper's), wbd_present "
         "(wbd with the dice over the classes present in the batch only), ce_dice (softmax) [-]",

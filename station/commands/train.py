@@ -7,7 +7,7 @@ import argparse
 import yaml
 
 from config.errors import ConfigError
-from config.train import load_train_config
+from config.train import LOSS_NAMES, load_train_config
 
 #: flag -> dotted key of the training config
 FLAG_KEYS: dict[str, str] = {
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--batch-size", type=int, help="patches per step (train.batch_size)")
     p.add_argument("--architecture", help="unet, unetplusplus, fpn, plain-unet")
     p.add_argument("--encoder", help="e.g. tu-efficientnet_lite0, resnet50; 'none' for plain")
-    p.add_argument("--loss", choices=["bce", "dice", "wbd", "ce_dice"],
+    p.add_argument("--loss", choices=list(LOSS_NAMES),
                    help="training loss (train.loss)")
     p.add_argument("--lr", type=float, help="Adam learning rate (train.lr)")
     p.add_argument("--device", help="auto, cpu, cuda")

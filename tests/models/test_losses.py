@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
@@ -119,3 +120,17 @@ def test_wbd_present_leaves_absent_channels_to_the_bce() -> None:
     full[1, 1, 0, 0] = 1.0
     assert torch.allclose(get_loss("wbd_present")(logits, full, None),
                           get_loss("wbd")(logits, full, None), atol=1e-6)
+
+
+def test_every_configurable_loss_is_implemented_and_offered_by_the_cli() -> None:
+    """The config's loss names, the registry's and `station train --loss` choices are the same
+    (the flag once lacked wbd_present, so the new loss was reachable only through --set)."""
+    from config.train import LOSS_NAMES
+    from models.losses import LOSSES
+    from station.commands.train import register
+
+    assert set(LOSS_NAMES) == set(LOSSES)
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["train", "--loss", "wbd_present"])
+    assert args.loss == "wbd_present"
