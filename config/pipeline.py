@@ -79,6 +79,12 @@ class PipelineConfig(Section):
         description="Defects listed per camera (largest first); the verdict sees all that were "
         "examined (up to max_regions) [count]",
     )
+    head_location: bool = Field(
+        True,
+        description="When the image head fails a camera, run its encoder once more over the "
+        "frame to report where (part_box: the head's hot cells, 32 px granular); costs one "
+        "encoder pass on failing cameras only [-]",
+    )
     max_regions: int = Field(
         100, ge=1, le=10_000,
         description="Defect regions examined per camera (largest first); a frame with more is "

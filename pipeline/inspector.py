@@ -34,6 +34,7 @@ from models.checkpoint import Checkpoint, load_checkpoint
 from models.runtime import flip_mean
 from pipeline.errors import torch_errors
 from pipeline.infer import Segmenter, select_device
+from pipeline.locate import has_head_cells, head_cells, hot_spot
 from pipeline.postprocess import (
     classify,
     defect_probabilities,
@@ -119,6 +120,7 @@ class Inspector:
         self.regions = dict(regions or {})
         self._roi_cache: dict[tuple[str, int, int], torch.Tensor] = {}
         self._lock = threading.Lock()
+        self._has_cells = has_head_cells(self.segmenter.model)
         self._settings = {"pipeline.mode": self.cfg.mode, "pipeline.flips": self.flips,
                           "pipeline.tile_size": self.cfg.tile_size,
                           "pipeline.batch_size": self.cfg.batch_size,
@@ -317,6 +319,31 @@ class Inspector:
             return CameraResult(camera, w, h, defects, defect_map, regions_found=found,
                                 capped=capped)
 
+    def _head_fired(self, result: CameraResult) -> bool:
+        """Whether the operating point's image-head rule fails this camera (and the head's
+        location is wanted: ``pipeline.head_location``)."""
+        op = self.operating_point
+        return (self.cfg.head_location and op is not None and op.uses_head
+                and op.head_threshold is not None and result.part_score is not None
+                and result.part_score >= op.head_threshold and self._has_cells)
+
+    def _locate(self, result: CameraResult, image: InputImage,
+                calibration: CameraCalibration | None) -> None:
+        """Set ``result.part_box``: where the image head found the defect (one more pass of
+        the encoder over the frame, without flips; see :mod:`pipeline.locate`). Best effort:
+        a failure is logged and leaves the box out; the verdict stands."""
+        op = self.operating_point
+        assert op is not None and op.head_threshold is not None
+        try:
+            with torch.inference_mode():
+                x = self.preprocessor(image, calibration)
+                cells = head_cells(self.segmenter.model, x)
+            box, _, _ = hot_spot(cells, op.head_threshold, result.height, result.width)
+        except (RuntimeError, ValueError, PipelineError) as exc:
+            log.warning("image head location failed", camera=result.camera, error=str(exc))
+            return
+        result.part_box = box
+
     def inspect(
         self,
         images: Sequence[InputImage],
@@ -366,14 +393,20 @@ class Inspector:
                                                          self._op_rules)
             else:
                 verdict, reasons = judge(results, self.rules)
+            timings["verdict"] = (time.perf_counter() - t) * 1000
+            fired = [r for r in results if self._head_fired(r)]
+            if fired:  # only cameras the image head failed: no cost on good parts
+                t = self._sync()
+                by_camera = {i.camera: i for i in images}
+                for r in fired:
+                    self._locate(r, by_camera[r.camera], calibration.get(r.camera))
+                timings["locate"] = (self._sync() - t) * 1000
             for r in results:
                 if len(r.defects) > self.cfg.max_defects:
                     log.warning("defect list truncated", camera=r.camera, found=len(r.defects),
                                 kept=self.cfg.max_defects)
                     del r.defects[self.cfg.max_defects:]
-            now = time.perf_counter()
-            timings["verdict"] = (now - t) * 1000
-            timings["total"] = (now - start) * 1000
+            timings["total"] = (self._sync() - start) * 1000
         return PipelineResult(
             verdict=verdict, reasons=reasons, cameras=results,
             timings_ms={k: round(v, 3) for k, v in timings.items()},

@@ -22,6 +22,10 @@ _CV_BAYER = {
 }
 
 
+#: BGR of the image head's box (the head names a class; its box is cells, not a region)
+HEAD_COLOUR = (255, 255, 255)
+
+
 def colour(class_index: int) -> tuple[int, int, int]:
     """The BGR colour of a class index."""
     if class_index <= 0:
@@ -142,33 +146,38 @@ def draw_overlay(
             cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), (0, 0, 0), line + 2)
             cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), c, line)
     largest = sorted(result.defects, key=lambda d: -d.area_px)[:max_labels]
-    texts = [f"{d.class_name} {d.max_score:.2f}" for d in largest]
+    # (label, box in picture pixels, colour): the largest defects, then the image head's box
+    marks = [(f"{d.class_name} {d.max_score:.2f}",
+              (d.box[0] * k, d.box[1] * k, (d.box[0] + d.box[2]) * k,
+               (d.box[1] + d.box[3]) * k), colour(d.class_index)) for d in largest]
+    if result.part_box is not None:  # the image head failed this camera: where it looked
+        x, y, bw, bh = (v * k for v in result.part_box)
+        cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), (0, 0, 0), line + 2)
+        cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), HEAD_COLOUR, line)
+        score = f" {result.part_score:.2f}" if result.part_score is not None else ""
+        marks.append((f"{result.part_class or 'defect'} (head){score}",
+                      (x, y, x + bw, y + bh), HEAD_COLOUR))
     pad = max(2, line)
     sizes = []
-    for text in texts:
+    for text, _, _ in marks:
         (tw, th), base = cv2.getTextSize(text, font, scale, text_thick)
         sizes.append((tw + 2 * pad, th + base + 2 * pad))
-    boxes = [
-        (d.box[0] * k, d.box[1] * k, (d.box[0] + d.box[2]) * k, (d.box[1] + d.box[3]) * k)
-        for d in largest
-    ]
-    spots = place_labels(sizes, boxes, w, h)
-    for d, text, spot in zip(largest, texts, spots, strict=True):
+    spots = place_labels(sizes, [b for _, b, _ in marks], w, h)
+    for (text, _, c), spot in zip(marks, spots, strict=True):
         if spot is None:
             continue
         x0, y0, x1, y1 = spot
         plate = canvas[y0:y1, x0:x1]
         plate[:] = (plate * 0.3).astype(np.uint8)  # darkened, the picture still shows through
-        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), colour(d.class_index), 1)
+        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), c, 1)
         base_y = y1 - pad - cv2.getTextSize(text, font, scale, text_thick)[1]
-        cv2.putText(canvas, text, (x0 + pad, base_y), font, scale, colour(d.class_index),
-                    text_thick, cv2.LINE_AA)
+        cv2.putText(canvas, text, (x0 + pad, base_y), font, scale, c, text_thick, cv2.LINE_AA)
     if verdict is None:
         return canvas
     hidden = sum(s is None for s in spots) + max(0, len(result.defects) - max_labels)
     text = f"{verdict.value} {result.camera} ({len(result.defects)} defects" + (
         f", {hidden} not labelled)" if hidden else ")"
-    )
+    ) + (", image head boxed" if result.part_box is not None else "")
     bc = {Verdict.PASS: (0, 140, 0), Verdict.FAIL: (0, 0, 200)}.get(verdict, (0, 120, 230))
     bscale = max(0.6, scale)
     bthick = max(1, round(bscale * 1.8))

@@ -78,6 +78,9 @@ class CameraResult:
     part_score: float | None = None
     #: the class whose image logit is largest, None without a head
     part_class: str | None = None
+    #: where the image head found a defect (x, y, width, height; full-frame pixels): only
+    #: when the operating point's head rule failed this camera (``pipeline.head_location``)
+    part_box: tuple[int, int, int, int] | None = None
     #: defect regions found in all (``pipeline.max_regions`` largest are in ``defects``)
     regions_found: int = 0
     #: more regions than ``pipeline.max_regions``: only the largest were examined, and the

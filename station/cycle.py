@@ -337,6 +337,9 @@ def inspect_part(
                 DefectOut(**{k: getattr(d, k) for k in DefectOut.model_fields})
                 for d in (res.defects if res else [])
             ],
+            part_score=res.part_score if res else None,
+            part_class=res.part_class if res else None,
+            part_box=res.part_box if res else None,
         )
         cameras_out.append(out)
         if res is not None and verdict != "ERROR":

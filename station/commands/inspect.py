@@ -162,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
             "width": cam.width,
             "height": cam.height,
             "defects": [dataclasses.asdict(d) for d in cam.defects],
+            "part_score": cam.part_score,
+            "part_class": cam.part_class,
+            "part_box": list(cam.part_box) if cam.part_box else None,
             "overlay": str(overlay),
         }
         (out / f"{path.stem}.json").write_text(json.dumps(record, indent=2) + "\n")

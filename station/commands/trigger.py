@@ -61,6 +61,11 @@ def format_verdict(h: dict[str, Any]) -> str:
             lines.append(f"    {d['class_name']:<10} {d['area_px']:>7} px {area:>12}  "
                          f"max {d['max_score']:.2f} at ({d['centroid'][0]:.0f}, "
                          f"{d['centroid'][1]:.0f})")
+        box = cam.get("part_box")
+        if box:
+            x, y, w, h_ = box
+            lines.append(f"    image head: {cam.get('part_class') or 'defect'} (part score "
+                         f"{cam.get('part_score', 0.0):.2f}) in x {x}..{x + w}, y {y}..{y + h_}")
     return "\n".join(lines)
 
 

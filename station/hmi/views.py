@@ -118,6 +118,29 @@ def over_rule(d: Defect, named: set[tuple[str, int, int]], decision: str,
     return decision == CONFIG_RULES and fails(d, rule_for(rules, d.class_name))
 
 
+#: The outline colour of the image head's mark (no class colour: the head names a class, the
+#: mark is its 32 px cells, not a drawn region).
+HEAD_COLOUR = "#ffffff"
+
+
+def head_mark(cam: Mapping[str, Any], n: int) -> dict[str, Any] | None:
+    """The image head's mark as a numbered entry like a defect's: where the head found a
+    defect (``part_box``), when its rule failed the camera; None otherwise."""
+    box = cam.get("part_box")
+    if not box or len(box) != 4:
+        return None
+    x, y, w, h = (int(v) for v in box)
+    name = str(cam.get("part_class") or "defect")
+    score = cam.get("part_score")
+    shown = f"{float(score):.2f}" if isinstance(score, int | float) else "-"
+    return {
+        "n": n, "class_name": f"{name} (image head)", "colour": HEAD_COLOUR,
+        "points": f"{x},{y} {x + w},{y} {x + w},{y + h} {x},{y + h}", "box": [x, y, w, h],
+        "failing": True, "label": f"{n} {name} (head) {shown}", "area": f"{w} x {h} px box",
+        "score": shown,
+    }
+
+
 def camera_view(cam: Mapping[str, Any], rules: RulesConfig, reasons: Iterable[str] = (),
                 decision: str = CONFIG_RULES) -> dict[str, Any]:
     """One camera's defects, numbered: those over their rule first, then by size."""
@@ -138,6 +161,10 @@ def camera_view(cam: Mapping[str, Any], rules: RulesConfig, reasons: Iterable[st
     summary = f"{len(out)} defect{'s' if len(out) != 1 else ''}" + (
         f", {n_fail} over its rule" if n_fail == 1 else (
             f", {n_fail} over their rules" if n_fail else ""))
+    head = head_mark(cam, len(out) + 1)
+    if head is not None:
+        out.append(head)
+        summary += f"; the image head failed it: {cam.get('part_class') or 'defect'} at {head['n']}"
     return {
         "camera": str(cam["camera"]), "width": cam.get("width"), "height": cam.get("height"),
         "source": cam.get("source"), "defects": out, "n_failing": n_fail, "summary": summary,

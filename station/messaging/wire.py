@@ -181,6 +181,14 @@ class CameraOut(_Message):
     height: int | None = None
     source: str | None = Field(None, description="Replay: the image file served")
     defects: list[DefectOut] = Field(default_factory=list)
+    part_score: float | None = Field(
+        None, description="The image head's part score: its largest class logit over the "
+        "frame (None without an image head, or on ERROR) [logit]")
+    part_class: str | None = Field(
+        None, description="The class of that largest image logit (the most likely defect)")
+    part_box: tuple[int, int, int, int] | None = Field(
+        None, description="x, y, width, height [px]: where the image head found a defect, "
+        "when its rule failed this camera (32 px granular; pipeline.head_location)")
 
 
 class ModelOut(_Message):

@@ -113,3 +113,20 @@ def test_display_of_deep_and_bayer_formats() -> None:
     mosaic[0::2, 0::2] = 200  # red sites of BayerRG
     bgr = to_display(InputImage("c", mosaic, "BayerRG8"))
     assert tuple(int(v) for v in bgr[2, 2]) == (0, 0, 200)
+
+
+def test_the_image_heads_box_is_drawn_white_and_labelled() -> None:
+    """A camera the image head failed (part_box set) gets a white box with its own label
+    plate, and the banner says so; without a box nothing white is drawn on a grey frame."""
+    from pipeline.overlay import HEAD_COLOUR
+
+    image = InputImage("cam0", np.full((600, 600), 60, np.uint8), "Mono8")
+    result = _result([], 600, 600)
+    result.part_box, result.part_class, result.part_score = (300, 200, 96, 128), "Blowhole", 5.5
+    out = draw_overlay(image, result, fill_alpha=0.0)
+    assert _near(out[260, 393:399], HEAD_COLOUR).any()  # the right edge, x = 395
+    assert _near(out[0:200], HEAD_COLOUR).any()  # the label's text, above the box
+    banner = draw_overlay(image, result, Verdict.FAIL, fill_alpha=0.0)
+    assert banner.shape[0] > 600
+    result.part_box = None
+    assert not _near(draw_overlay(image, result, fill_alpha=0.0), HEAD_COLOUR).any()

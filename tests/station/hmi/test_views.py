@@ -49,6 +49,24 @@ def test_a_fail_with_its_defects_numbered_failing_first() -> None:
     assert vm["cameras"][1]["defects"] == []
 
 
+def test_the_image_heads_find_is_marked_when_its_rule_failed_the_camera() -> None:
+    """A camera the image head failed without a drawn region gets a numbered, failing mark at
+    the head's box (class named, '(image head)'), and its summary says so; a malformed or
+    absent part_box adds nothing (no mark at a wrong place)."""
+    h = header(9, "FAIL", T0)
+    cam = h["cameras"][0]
+    cam.update(part_score=5.54, part_class="Blowhole", part_box=[155, 87, 58, 128])
+    view = views.inspection_view(h, CLOCK, RULES, photo)["cameras"][0]
+    (mark,) = view["defects"]
+    assert mark["class_name"] == "Blowhole (image head)" and mark["failing"]
+    assert mark["points"] == "155,87 213,87 213,215 155,215" and mark["box"] == [155, 87, 58, 128]
+    assert mark["label"] == "1 Blowhole (head) 5.54" and mark["area"] == "58 x 128 px box"
+    assert view["summary"] == "0 defects; the image head failed it: Blowhole at 1"
+    for bad in (None, [1, 2, 3], []):
+        cam["part_box"] = bad
+        assert views.inspection_view(h, CLOCK, RULES, photo)["cameras"][0]["defects"] == []
+
+
 def test_a_pass_explains_itself_and_an_untrained_model_is_named() -> None:
     """A PASS has a reason too; an untrained model is said to mean nothing."""
     h = header(2, "PASS", defects=[defect(area_mm2=1.0)])
