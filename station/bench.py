@@ -111,6 +111,9 @@ class RunResult:
     class_disagreement: float | None = None
     vs_tiled: dict[str, float] | None = None
     worst_case: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the image head's box for a part its rule failed (pipeline/locate.py): median and p99
+    #: of preprocess + encoder + head cells + hot spot, once per model (None without a head)
+    locate_ms: dict[str, float] | None = None
     error: str | None = None
 
 
@@ -462,7 +465,33 @@ def _measure(name: str, mode: str, ckpt: Checkpoint, image: Any, s: BenchSetting
         del probs
     say(f"{name} {mode}: worst-case post-processing ({', '.join(NOISE_KINDS)}) ...")
     run.worst_case = measure_worst_case(ins, height, width, max(repeats, 3), 1, s.seed)
+    if not s.only_noise and "locate" not in shared:
+        shared["locate"] = run.locate_ms = measure_locate(ins, image, max(repeats, 3), say)
     return run
+
+
+def measure_locate(ins: Inspector, image: Any, repeats: int, say: Say = _quiet
+                   ) -> dict[str, float] | None:
+    """What the image head's box costs a part its rule failed (:mod:`pipeline.locate`): the
+    frame preprocessed again, one encoder pass of the whole frame, the head's cells, the hot
+    spot; median and p99 over ``repeats`` runs after one warm-up. None without a head."""
+    import torch
+
+    from pipeline.locate import has_head_cells, head_cells, hot_spot
+
+    if not has_head_cells(ins.segmenter.model):
+        return None
+    height, width = image.pixels.shape[:2]
+    say(f"image head box on {width} x {height}: 1 warm-up + {repeats} runs")
+    times = []
+    for i in range(repeats + 1):
+        t0 = ins._sync()
+        with torch.inference_mode():
+            cells = head_cells(ins.segmenter.model, ins.preprocessor(image, None))
+        hot_spot(cells, 0.0, height, width)
+        if i:
+            times.append((ins._sync() - t0) * 1000)
+    return {"median": round(percentile(times, 50), 3), "p99": round(percentile(times, 99), 3)}
 
 
 def _naive(model: torch.nn.Module, ckpt: Checkpoint, frame: npt.NDArray[np.uint8],

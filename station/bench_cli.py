@@ -72,6 +72,10 @@ def format_run(r: RunResult, settings: dict[str, Any]) -> str:
             f"   post-processing; {w['regions']} region(s)"
             + (", capped" if w["capped"] else "")
         )
+    if r.locate_ms:
+        lines.append(f"{'head box':<14}{_ms(r.locate_ms['median']):>12}"
+                     f"{_ms(r.locate_ms['p99']):>12}   (parts the image head fails only: "
+                     "one more encoder pass of the frame)")
     return "\n".join(lines)
 
 

@@ -156,3 +156,22 @@ def test_worst_cases_fit_a_sigmoid_head(tmp_path: Path) -> None:
     assert specks["regions"] == 12 * 16 and specks["capped"]
     assert specks["defect_pixels"] == 4 * specks["listed"] == 400
     assert noise["regions"] >= 1 and noise["postprocess_ms"] > 0
+
+
+def test_the_image_heads_box_is_timed_once_per_model_with_a_head(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped model has an image head: what its box costs a failed part (one more
+    encoder pass of the frame) is timed once, in the table and the JSON; a model without a
+    head has no such line."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--device", "cpu", "--size", "256x192", "--repeats", "1",
+                 "--warmup", "0", "--mode", "whole", "--no-naive", "--json", str(out)]) == 0
+    assert "head box" in capsys.readouterr().out
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["locate_ms"]["median"] > 0 and run["locate_ms"]["p99"] >= run["locate_ms"][
+        "median"]
+    tiny = save_tiny(tmp_path / "tiny.ckpt")
+    assert main(["bench", "--model", str(tiny), "--device", "cpu", "--size", "128x96",
+                 "--repeats", "1", "--warmup", "0", "--no-naive", "--json", str(out)]) == 0
+    assert "head box" not in capsys.readouterr().out
+    assert json.loads(out.read_text())["runs"][0]["locate_ms"] is None
