@@ -161,3 +161,20 @@ def test_inspector_prefetching_two_cameras_finds_the_cpu_defects() -> None:
     gpu = inspector_for(OracleModel(), device="cuda").inspect(frames)
     for a, b in zip(cpu.cameras, gpu.cameras, strict=True):
         assert [d.area_px for d in a.defects] == [d.area_px for d in b.defects]
+
+
+def test_the_image_heads_box_on_cuda_equals_the_cpu() -> None:
+    """A part the head fails gets the same part_box on CUDA (fp16, channels-last) as on the
+    CPU (the box is cells, so fp16 rounding does not move it unless two cells tie)."""
+    from tests.pipeline.test_locate import _inspector, _lite0_with_head
+
+    spec, model = _lite0_with_head()
+    frame = np.random.default_rng(1).integers(0, 255, (300, 420), dtype=np.uint8)
+    image = InputImage("cam0", frame, "Mono8")
+    cpu_score = _inspector(copy.deepcopy(model), spec, 1e9).inspect([image]).cameras[0]
+    assert cpu_score.part_score is not None
+    cpu = _inspector(copy.deepcopy(model), spec, cpu_score.part_score - 1.0).inspect([image])
+    gpu_ins = _inspector(copy.deepcopy(model), spec, cpu_score.part_score - 1.0, device="cuda")
+    gpu = gpu_ins.inspect([image])
+    assert gpu.cameras[0].part_box == cpu.cameras[0].part_box is not None
+    assert "locate" in gpu.timings_ms

@@ -77,13 +77,13 @@ def test_head_cells_max_is_the_heads_image_logit() -> None:
 
 
 def _inspector(model: torch.nn.Module, spec: ModelSpec, threshold: float,
-               locate: bool = True) -> Inspector:
+               locate: bool = True, device: str = "cpu") -> Inspector:
     op = OperatingPoint.model_validate({
         "rule": "image_head", "pixel_thresholds": {"Blowhole": 0.99, "Crack": 0.99},
         "min_area_px": {"Blowhole": 1, "Crack": 1}, "head_threshold": threshold})
     meta = make_meta(name="loc", spec=spec, state_dict=model.state_dict(),
                      thresholds={"Blowhole": 0.99, "Crack": 0.99}, operating_point=op)
-    cfg = PipelineConfig.model_validate({"device": "cpu", "mode": "whole",
+    cfg = PipelineConfig.model_validate({"device": device, "mode": "whole",
                                          "head_location": locate})
     return Inspector(Checkpoint(meta, model), pipeline=cfg)
 
