@@ -164,7 +164,8 @@ def camera_view(cam: Mapping[str, Any], rules: RulesConfig, reasons: Iterable[st
     head = head_mark(cam, len(out) + 1)
     if head is not None:
         out.append(head)
-        summary += f"; the image head failed it: {cam.get('part_class') or 'defect'} at {head['n']}"
+        named = cam.get("part_class") or "defect"
+        summary += f"; the image head failed it: {named}, marked {head['n']}"
     return {
         "camera": str(cam["camera"]), "width": cam.get("width"), "height": cam.get("height"),
         "source": cam.get("source"), "defects": out, "n_failing": n_fail, "summary": summary,

@@ -61,7 +61,7 @@ def test_the_image_heads_find_is_marked_when_its_rule_failed_the_camera() -> Non
     assert mark["class_name"] == "Blowhole (image head)" and mark["failing"]
     assert mark["points"] == "155,87 213,87 213,215 155,215" and mark["box"] == [155, 87, 58, 128]
     assert mark["label"] == "1 Blowhole (head) 5.54" and mark["area"] == "58 x 128 px box"
-    assert view["summary"] == "0 defects; the image head failed it: Blowhole at 1"
+    assert view["summary"] == "0 defects; the image head failed it: Blowhole, marked 1"
     for bad in (None, [1, 2, 3], []):
         cam["part_box"] = bad
         assert views.inspection_view(h, CLOCK, RULES, photo)["cameras"][0]["defects"] == []
