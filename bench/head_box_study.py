@@ -7,8 +7,9 @@ Every image of the split goes through the station's own ``Inspector.inspect`` (t
 operating point, flips as it was chosen). For each defective image that the head's rule fails,
 the box is compared with the true mask: a *hit* when the box holds at least one defect pixel,
 *centred* when it holds the centre of the defect's bounding box too; and its size as a share
-of the image. Per class and in all. Nothing is chosen from it; the figures say how far an
-operator can trust the box. Default split: validation (``--split test`` reads the test list).
+of the image. Per class and in all; an image whose mask is empty is listed, not judged.
+Nothing is chosen from it; the figures say how far an operator can trust the box. Default
+split: validation (``--split test`` reads the test list).
 """
 
 from __future__ import annotations
@@ -78,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     indices = getattr(split, a.split)
     by_class: dict[str, list[BoxHit]] = defaultdict(list)
     misses: list[str] = []
+    unmasked: list[str] = []
     flagged = defective = 0
     t0 = time.monotonic()
     for n, i in enumerate(indices, 1):
-        print(f"\r{n}/{len(indices)}", end="", file=sys.stderr)
+        if n % 50 == 0:
+            print(f"{n}/{len(indices)} images", file=sys.stderr)
         sample = ds.samples[i]
         if not sample.label:
             continue
@@ -91,15 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         if cam.part_box is None:
             continue
         flagged += 1
+        if not (mask > 0).any():  # a defective image whose mask is empty: nothing to hit
+            unmasked.append(sample.name)
+            continue
         hit = judge_box(cam.part_box, mask > 0)
         by_class[sample.label].append(hit)
         if not hit.hit:
             misses.append(sample.name)
-    print(file=sys.stderr)
     doc = {"model": ins.model_info["model_id"], "split": a.split, "defective": defective,
            "head_failed": flagged, "all": summarise([h for v in by_class.values() for h in v]),
            "classes": {c: summarise(v) for c, v in sorted(by_class.items())},
-           "missed": misses, "seconds": round(time.monotonic() - t0, 1)}
+           "missed": misses, "empty_masks": unmasked, "seconds": round(time.monotonic() - t0, 1)}
     for name, row in [("all", doc["all"]), *doc["classes"].items()]:
         print(f"{name:<9} boxes {row['boxes']:>3}  hit {row['hit']:>3}  centred "
               f"{row['centred']:>3}  median share of the image {row['median_share']:.2f}")
