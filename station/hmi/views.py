@@ -164,8 +164,8 @@ def camera_view(cam: Mapping[str, Any], rules: RulesConfig, reasons: Iterable[st
     head = head_mark(cam, len(out) + 1)
     if head is not None:
         out.append(head)
-        named = cam.get("part_class") or "defect"
-        summary += f"; the image head failed it: {named}, marked {head['n']}"
+        head_class = cam.get("part_class") or "defect"
+        summary += f"; the image head failed it: {head_class}, marked {head['n']}"
     return {
         "camera": str(cam["camera"]), "width": cam.get("width"), "height": cam.get("height"),
         "source": cam.get("source"), "defects": out, "n_failing": n_fail, "summary": summary,
