@@ -216,7 +216,11 @@ def test_operator_walks_through_the_hmi(
         drv.get(hmi.url + "/login?next=/live")
         by_id(drv, "token").send_keys(TOKEN)
         by_id(drv, "sign-in").click()
-        wait(drv, lambda d: d.current_url.endswith("/live"), "back on Live after sign-in")
+        # The URL changes before the new page is there, and the login page's own event
+        # stream sets data-live too: wait for Live's own field (a race seen once in CI).
+        wait(drv, lambda d: d.current_url.endswith("/live") and d.execute_script(
+            "return document.readyState === 'complete' && "
+            "document.getElementById('trigger-part') !== null"), "back on Live after sign-in")
         wait(drv, lambda d: d.execute_script("return document.body.dataset.live") == "yes",
              "the live event stream to connect")
 
