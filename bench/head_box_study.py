@@ -27,9 +27,8 @@ import numpy.typing as npt
 
 from models.data import load_dataset, split_from_lists
 from pipeline import Inspector
+from pipeline.locate import Box
 from pipeline.types import InputImage
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,9 @@ def judge_box(box: Box, truth: npt.NDArray[np.bool_]) -> BoxHit:
 
 def summarise(hits: list[BoxHit]) -> dict[str, float]:
     """Counts and shares of a list of box judgements."""
-    n = len(hits)
-    return {"boxes": n, "hit": sum(h.hit for h in hits), "centred": sum(h.centred for h in hits),
-            "hit_rate": round(sum(h.hit for h in hits) / n, 4) if n else 0.0,
+    n, hit = len(hits), sum(h.hit for h in hits)
+    return {"boxes": n, "hit": hit, "centred": sum(h.centred for h in hits),
+            "hit_rate": round(hit / n, 4) if n else 0.0,
             "median_share": round(float(np.median([h.share for h in hits])), 4) if n else 0.0}
 
 

@@ -327,22 +327,28 @@ class Inspector:
                 and op.head_threshold is not None and result.part_score is not None
                 and result.part_score >= op.head_threshold and self._has_cells)
 
+    def head_box(self, image: InputImage, calibration: CameraCalibration | None = None
+                 ) -> tuple[int, int, int, int]:
+        """Where the image head finds a defect in ``image`` (x, y, width, height): one more
+        pass of the encoder over the frame, without flips (see :mod:`pipeline.locate`); the
+        cells at the operating point's head threshold, or the strongest cell alone without
+        one. ``ValueError`` for a model without an image head."""
+        op = self.operating_point
+        threshold = (op.head_threshold if op is not None and op.head_threshold is not None
+                     else float("inf"))
+        with torch.inference_mode():
+            cells = head_cells(self.segmenter.model, self.preprocessor(image, calibration))
+        h, w = image.pixels.shape[:2]
+        return hot_spot(cells, threshold, h, w)[0]
+
     def _locate(self, result: CameraResult, image: InputImage,
                 calibration: CameraCalibration | None) -> None:
-        """Set ``result.part_box``: where the image head found the defect (one more pass of
-        the encoder over the frame, without flips; see :mod:`pipeline.locate`). Best effort:
-        a failure is logged and leaves the box out; the verdict stands."""
-        op = self.operating_point
-        assert op is not None and op.head_threshold is not None
+        """Set ``result.part_box`` (:meth:`head_box`). Best effort: a failure is logged and
+        leaves the box out; the verdict stands."""
         try:
-            with torch.inference_mode():
-                x = self.preprocessor(image, calibration)
-                cells = head_cells(self.segmenter.model, x)
-            box, _, _ = hot_spot(cells, op.head_threshold, result.height, result.width)
+            result.part_box = self.head_box(image, calibration)
         except (RuntimeError, ValueError, PipelineError) as exc:
             log.warning("image head location failed", camera=result.camera, error=str(exc))
-            return
-        result.part_box = box
 
     def inspect(
         self,

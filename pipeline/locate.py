@@ -66,9 +66,9 @@ def hot_spot(
     hot[i, j] = 1
     _, labels = cv2.connectedComponents(hot, connectivity=8)
     rows, cols = np.nonzero(labels == labels[i, j])
-    top, _, left, _ = divisor_pad(height, width, divisor)
-    stride_y = (height + (-height) % divisor) / cells.shape[1]
-    stride_x = (width + (-width) % divisor) / cells.shape[2]
+    top, bottom, left, right = divisor_pad(height, width, divisor)
+    stride_y = (height + top + bottom) / cells.shape[1]
+    stride_x = (width + left + right) / cells.shape[2]
     y0 = max(0, int(rows.min() * stride_y) - top)
     y1 = min(height, int((rows.max() + 1) * stride_y) - top)
     x0 = max(0, int(cols.min() * stride_x) - left)

@@ -95,6 +95,14 @@ def place_labels(
     return out
 
 
+def _halo_box(canvas: npt.NDArray[np.uint8], box: tuple[int, ...],
+              bgr: tuple[int, int, int], line: int) -> None:
+    """A rectangle (x, y, width, height) in ``bgr`` over a dark halo, ``line`` px wide."""
+    x, y, bw, bh = box
+    cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), (0, 0, 0), line + 2)
+    cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), bgr, line)
+
+
 def draw_overlay(
     image: InputImage,
     result: CameraResult,
@@ -142,9 +150,7 @@ def draw_overlay(
             cv2.polylines(canvas, [pts], True, (0, 0, 0), line + 2, cv2.LINE_AA)
             cv2.polylines(canvas, [pts], True, c, line, cv2.LINE_AA)
         else:
-            x, y, bw, bh = (v * k for v in d.box)
-            cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), (0, 0, 0), line + 2)
-            cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), c, line)
+            _halo_box(canvas, tuple(v * k for v in d.box), c, line)
     largest = sorted(result.defects, key=lambda d: -d.area_px)[:max_labels]
     # (label, box in picture pixels, colour): the largest defects, then the image head's box
     marks = [(f"{d.class_name} {d.max_score:.2f}",
@@ -152,8 +158,7 @@ def draw_overlay(
                (d.box[1] + d.box[3]) * k), colour(d.class_index)) for d in largest]
     if result.part_box is not None:  # the image head failed this camera: where it looked
         x, y, bw, bh = (v * k for v in result.part_box)
-        cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), (0, 0, 0), line + 2)
-        cv2.rectangle(canvas, (x, y), (x + bw - 1, y + bh - 1), HEAD_COLOUR, line)
+        _halo_box(canvas, (x, y, bw, bh), HEAD_COLOUR, line)
         score = f" {result.part_score:.2f}" if result.part_score is not None else ""
         marks.append((f"{result.part_class or 'defect'} (head){score}",
                       (x, y, x + bw, y + bh), HEAD_COLOUR))

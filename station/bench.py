@@ -475,22 +475,20 @@ def measure_locate(ins: Inspector, image: Any, repeats: int, say: Say = _quiet
     """What the image head's box costs a part its rule failed (:mod:`pipeline.locate`): the
     frame preprocessed again, one encoder pass of the whole frame, the head's cells, the hot
     spot; median and p99 over ``repeats`` runs after one warm-up. None without a head."""
-    import torch
-
-    from pipeline.locate import has_head_cells, head_cells, hot_spot
+    from pipeline.locate import has_head_cells
+    from pipeline.tiling import StageClock
 
     if not has_head_cells(ins.segmenter.model):
         return None
     height, width = image.pixels.shape[:2]
     say(f"image head box on {width} x {height}: 1 warm-up + {repeats} runs")
+    clock = StageClock(ins.device)
     times = []
     for i in range(repeats + 1):
-        t0 = ins._sync()
-        with torch.inference_mode():
-            cells = head_cells(ins.segmenter.model, ins.preprocessor(image, None))
-        hot_spot(cells, 0.0, height, width)
+        t0 = clock.sync()
+        ins.head_box(image)
         if i:
-            times.append((ins._sync() - t0) * 1000)
+            times.append((clock.sync() - t0) * 1000)
     return {"median": round(percentile(times, 50), 3), "p99": round(percentile(times, 99), 3)}
 
 

@@ -163,7 +163,7 @@ class PylonSession(Session):
         # reply deadline (timeout_s + reply_margin_s) holds. A trigger executed before the
         # grab engine or the sensor is ready is dropped by the camera, and the grab then times
         # out with no reason given (seen on a loaded CI machine with the pylon emulation).
-        self._trigger_ready_s = float(spec.get("timeout_s", 2.0))
+        self._trigger_ready_s = float(spec.get("timeout_s", self._trigger_ready_s))
         gc: dict[str, Any] = spec["genicam"]
         tl = pylon.TlFactory.GetInstance()
         devices = list(tl.EnumerateDevices())

@@ -102,11 +102,15 @@ def _defect(d: Mapping[str, Any]) -> Defect:
     )
 
 
+def _box_points(box: tuple[int, int, int, int]) -> str:
+    x, y, w, h = box
+    return f"{x},{y} {x + w},{y} {x + w},{y + h} {x},{y + h}"
+
+
 def _points(d: Defect) -> str:
     if len(d.outline) >= 3:
         return " ".join(f"{x},{y}" for x, y in d.outline)
-    x, y, w, h = d.box
-    return f"{x},{y} {x + w},{y} {x + w},{y + h} {x},{y + h}"
+    return _box_points(d.box)
 
 
 def over_rule(d: Defect, named: set[tuple[str, int, int]], decision: str,
@@ -135,7 +139,7 @@ def head_mark(cam: Mapping[str, Any], n: int) -> dict[str, Any] | None:
     shown = f"{float(score):.2f}" if isinstance(score, int | float) else "-"
     return {
         "n": n, "class_name": f"{name} (image head)", "colour": HEAD_COLOUR,
-        "points": f"{x},{y} {x + w},{y} {x + w},{y + h} {x},{y + h}", "box": [x, y, w, h],
+        "points": _box_points((x, y, w, h)), "box": [x, y, w, h],
         "failing": True, "label": f"{n} {name} (head) {shown}", "area": f"{w} x {h} px box",
         "score": shown,
     }

@@ -103,6 +103,7 @@ def test_a_part_the_head_fails_gets_its_box_and_a_passing_one_none() -> None:
     assert box is not None
     x, y, w, h = box
     assert 0 <= x < x + w <= 130 and 0 <= y < y + h <= 90 and w > 0 and h > 0
+    assert _inspector(model, spec, score - 1.0).head_box(image) == box  # the same pass
     passed = _inspector(model, spec, score + 1.0).inspect([image])
     assert passed.verdict is Verdict.PASS and passed.cameras[0].part_box is None
     assert "locate" not in passed.timings_ms
