@@ -18,7 +18,13 @@ from drivers.cameras import CameraRig, open_camera
 from drivers.cameras.pairing import FrameSet
 from drivers.frame import Frame
 from pipeline import Inspector
-from station.cycle import CalibrationState, acquire_part, inspect_part, preview_jpeg
+from station.cycle import (
+    CalibrationState,
+    acquire_part,
+    inspect_part,
+    new_inspection_id,
+    preview_jpeg,
+)
 from station.testing import FakeLights
 
 
@@ -178,3 +184,17 @@ def test_a_line_set_with_a_missing_partner_is_an_error(rig: CameraRig,
     assert counting.calls == 0 and "skew" not in out.header.timings_ms
     assert [c.frame_id is not None for c in out.header.cameras] == [True, False]
     assert Path(str(out.header.cameras[0].source)).suffix == ".jpg"
+
+
+def test_inspection_ids_of_a_burst_are_unique_and_in_order() -> None:
+    """Thousands of ids in a tight loop (many per millisecond): all different and sorted as
+    made (the 4 random digits alone once collided in a burst, and the store refuses a
+    repeated id); the format stays time-to-the-millisecond, a dash, 4 hex digits."""
+    import re
+    from datetime import UTC, datetime
+
+    ids = [new_inspection_id() for _ in range(3000)]
+    assert len(set(ids)) == len(ids) and ids == sorted(ids)
+    assert all(re.fullmatch(r"\d{8}T\d{9}-[0-9a-f]{4}", i) for i in ids)
+    fixed = datetime(2026, 12, 1, 10, 42, 11, 921_500, tzinfo=UTC)
+    assert new_inspection_id(fixed).startswith("20261201T104211921-")
