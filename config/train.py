@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from config.errors import ConfigError
 
@@ -309,6 +309,13 @@ class TrainConfig(_Strict):
         ge=1,
         description="Validate on at most this many images (seeded choice); None = all [images]",
     )
+    freeze_encoder: bool = Field(
+        default=False,
+        description="Train the decoder and the mask head only: the encoder and the image head "
+        "keep their weights and batch-norm statistics, so the part score (which reads the "
+        "encoder alone) stays exactly that of init_from; pair with head_refit_steps: 0 to keep "
+        "the head itself [-]",
+    )
     init_from: str | None = Field(
         default=None,
         description="Start from the weights of this checkpoint (same network; fine-tuning); "
@@ -317,6 +324,16 @@ class TrainConfig(_Strict):
     out: str = Field(default="runs/train", description="Output directory [path]")
     resume: bool = Field(default=False, description="Continue from out/last.pt when present [-]")
     progress: bool = Field(default=True, description="Show a progress bar [-]")
+
+    @model_validator(mode="after")
+    def _frozen_encoder_needs_weights(self) -> TrainConfig:
+        if self.freeze_encoder and not self.init_from:
+            raise ValueError(
+                "freeze_encoder: true needs init_from (a trained checkpoint whose encoder and "
+                "image head are kept); got init_from: null. Set init_from, or freeze_encoder: "
+                "false to train the whole network"
+            )
+        return self
 
 
 def load_train_config(

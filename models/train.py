@@ -349,6 +349,33 @@ def train(cfg: TrainConfig, scorer_factory: Any = None) -> TrainResult:
         distributed.cleanup(dist)
 
 
+def freeze_encoder(model: nn.Module) -> list[nn.Module]:
+    """Keep the encoder and the image head as they are (``freeze_encoder``): no gradients;
+    :func:`set_train_mode` keeps their batch-norm statistics and dropout in eval mode.
+    Returns the frozen parts."""
+    encoder = getattr(model, "encoder", None)
+    if not isinstance(encoder, nn.Module):
+        raise ModelError(
+            f"freeze_encoder: the network {type(model).__name__} has no encoder to freeze; "
+            "use an encoder architecture or freeze_encoder: false"
+        )
+    parts = [encoder]
+    head = getattr(model, "classification_head", None)
+    if isinstance(head, nn.Module):
+        parts.append(head)
+    for part in parts:
+        part.requires_grad_(False)
+    return parts
+
+
+def set_train_mode(model: nn.Module, frozen: list[nn.Module]) -> None:
+    """Training mode for everything but the frozen parts (batch norm and dropout of those
+    stay in eval mode, so the part score does not move)."""
+    model.train()
+    for part in frozen:
+        part.eval()
+
+
 def _train(cfg: TrainConfig, scorer_factory: Any, dist: distributed.Dist) -> TrainResult | None:
     """One process's part of :func:`train`; the result on rank 0, None on the others."""
     t_start = time.monotonic()
@@ -373,12 +400,16 @@ def _train(cfg: TrainConfig, scorer_factory: Any, dist: distributed.Dist) -> Tra
                 f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})"
             )
         init = f"weights of {cfg.init_from}"
+    frozen = freeze_encoder(model) if cfg.freeze_encoder else []
     model.to(device)
     cuda = device.type == "cuda"
     if cuda and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     norm = make_meta(name="train", spec=spec, state_dict={}).normalisation
-    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimiser = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
     use_amp = cfg.amp and cuda
     amp_dtype = _amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -417,6 +448,7 @@ def _train(cfg: TrainConfig, scorer_factory: Any, dist: distributed.Dist) -> Tra
         "split": {"train": len(split.train), "val": len(split.val), "seed": cfg.data.split_seed,
                   "split_dir": cfg.data.split_dir},
         "encoder_init": init,
+        "freeze_encoder": cfg.freeze_encoder,
         "loss": cfg.loss,
         "patch": cfg.patch.model_dump(),
         "canvas": list(canvas),
@@ -431,7 +463,8 @@ def _train(cfg: TrainConfig, scorer_factory: Any, dist: distributed.Dist) -> Tra
     log.info(
         "train.start", device=str(device), train=len(split.train), val=len(val_idx),
         classes=spec.defect_classes, architecture=spec.architecture, encoder=spec.encoder,
-        image_head=spec.image_head, init=init, loss=cfg.loss, canvas=canvas,
+        image_head=spec.image_head, init=init, freeze_encoder=cfg.freeze_encoder,
+        loss=cfg.loss, canvas=canvas,
         steps_per_epoch=steps_per_epoch, val_every=val_every, workers=loader.num_workers,
         amp=str(amp_dtype).removeprefix("torch.") if use_amp else "off",
     )
@@ -449,7 +482,7 @@ def _train(cfg: TrainConfig, scorer_factory: Any, dist: distributed.Dist) -> Tra
         nonlocal best, smoothed, best_step, running, n_seen, images_since, t_interval, reserve_s
         train_s = time.monotonic() - t_interval
         val = validate(model, spec, norm, ds, val_idx, cfg, device)
-        model.train()
+        set_train_mode(model, frozen)
         raw = {"val_combined": val.combined, "val_f1": val.scores.f1,
                "val_loss": val.loss}[cfg.monitor]
         smoothed = raw if smoothed is None else cfg.smoothing * smoothed + (1 - cfg.smoothing) * raw
@@ -492,7 +525,7 @@ def _train(cfg: TrainConfig, scorer_factory: Any, dist: distributed.Dist) -> Tra
                  best_step=best_step)
         running, n_seen, images_since, t_interval = 0.0, 0, 0, time.monotonic()
 
-    model.train()
+    set_train_mode(model, frozen)
     for epoch in range(start_epoch, cfg.epochs + 1):
         bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (cfg.progress and dist.is_main),
                    file=sys.stderr,

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
+from config.errors import ConfigError, ModelError
 from config.train import TrainConfig, load_train_config
-from models.checkpoint import load_checkpoint
+from models.checkpoint import load_checkpoint, read_checkpoint
 from models.train import TrainResult, train
 from tests.models.test_data import make_tile_dataset
 
@@ -172,3 +176,42 @@ def test_validation_scores_each_image_as_the_runtime_does(tmp_path: Path) -> Non
                          cfg.model_copy(update={"val_layout": "canvas"}), torch.device("cpu"))
     total = on_canvas.scores.tp + on_canvas.scores.fn
     assert total == tp + fn  # the same defect pixels are counted, on other outputs
+
+
+def test_a_frozen_encoder_keeps_the_part_score_and_trains_the_masks(tmp_path: Path) -> None:
+    """freeze_encoder from a trained checkpoint with an image head: after two epochs the
+    encoder and the image head are bit-for-bit those of init_from (batch-norm statistics
+    included), so the part score cannot move, while the decoder and the mask head changed."""
+    lite: dict[str, object] = {
+        "model.architecture": "unet", "model.encoder": "tu-efficientnet_lite0",
+        "model.decoder_channels": [16, 16, 8, 8, 8], "model.image_head": True,
+        "lr": 1e-3, "head_refit_steps": 0, "patch.per_epoch": 16,
+    }
+    data = make_tile_dataset(tmp_path / "tiles", per_class=3)
+    first = train(tiny_config(data, tmp_path / "first", **lite, epochs=1))
+    second = train(tiny_config(
+        data, tmp_path / "second", **lite, init_from=str(first.best_path), freeze_encoder=True,
+        epochs=2,
+    ))
+    _, before = read_checkpoint(first.best_path)
+    _, after = read_checkpoint(second.best_path)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    kept = [k for k in before if k.startswith(("encoder.", "classification_head."))]
+    assert kept and not changed & set(kept)
+    assert any(k.startswith("decoder.") for k in changed)
+    assert any(k.startswith("segmentation_head.") for k in changed)
+    assert load_checkpoint(second.best_path).meta.provenance["freeze_encoder"] is True
+
+
+def test_freeze_encoder_refuses_a_start_without_weights_and_a_network_without_encoder(
+    tmp_path: Path,
+) -> None:
+    """freeze_encoder without init_from is a config error that names both keys; on a plain
+    UNet (no encoder) the run stops with an error saying there is nothing to freeze."""
+    with pytest.raises(ConfigError, match=r"freeze_encoder: true needs init_from"):
+        load_train_config(None, {"freeze_encoder": True})
+    first = run_tiny(tmp_path, epochs=1)
+    data = make_tile_dataset(tmp_path / "tiles", per_class=3)
+    with pytest.raises(ModelError, match="has no encoder to freeze"):
+        train(tiny_config(data, tmp_path / "again", init_from=str(first.best_path),
+                          freeze_encoder=True))
